@@ -1,0 +1,1 @@
+"""clawbeat device SDK (protocol v1)."""

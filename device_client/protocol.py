@@ -1,0 +1,340 @@
+"""Protocol v1: topics and payloads shared by devices and the monitor.
+
+This module is the contract described in ``docs/protocol.md``. It is pure: no MQTT
+library, no I/O, no clock. Devices in other languages follow the same rules; the
+monitor imports this module to validate what it receives, and the SDK imports it to
+build what it sends, so the two can never disagree.
+
+Rules stated once:
+
+* Device ids are 1-64 characters of ``[A-Za-z0-9._-]``. Anything else (``+``, ``#``,
+  ``/``, spaces, empty, too long) is refused everywhere with :class:`InvalidDeviceId`:
+  such ids would break topic filters or ACL patterns.
+* Sessions follow the same character rule; a device makes a new one for every connection.
+* Payloads are UTF-8 JSON objects of at most :data:`MAX_PAYLOAD_BYTES` bytes.
+* A presence or will naming a session other than the device's current one is stale.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import secrets
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Final
+
+PROTOCOL_VERSION: Final = 1
+DEFAULT_TOPIC_ROOT: Final = "clawbeat/v1"
+MAX_PAYLOAD_BYTES: Final = 4096
+MIN_INTERVAL: Final = 0.1
+MAX_INTERVAL: Final = 86_400.0
+MAX_SEQ: Final = 2**63 - 1
+
+_ID_RE: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_ROOT_RE: Final = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
+
+
+class ProtocolError(ValueError):
+    """Base class for everything this module refuses."""
+
+
+class InvalidDeviceId(ProtocolError):
+    """A device id (or session id) that breaks the id rule."""
+
+    def __init__(self, value: object, *, what: str = "device id") -> None:
+        self.value = value
+        self.what = what
+        super().__init__(
+            f"invalid {what} {value!r}: use 1-64 characters of A-Z, a-z, 0-9, '.', '_', '-'"
+        )
+
+
+class InvalidPayload(ProtocolError):
+    """A payload that is not valid for its topic; ``field`` names the culprit."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message if field is None else f"{field}: {message}")
+
+
+class PayloadTooLarge(InvalidPayload):
+    def __init__(self, size: int) -> None:
+        self.size = size
+        super().__init__(f"payload of {size} bytes exceeds {MAX_PAYLOAD_BYTES} bytes")
+
+
+class InvalidTopic(ProtocolError):
+    """A topic outside the protocol's topic tree."""
+
+
+def is_valid_device_id(value: object) -> bool:
+    return isinstance(value, str) and _ID_RE.fullmatch(value) is not None
+
+
+def validate_device_id(value: object) -> str:
+    """Return ``value`` if it is a valid device id, else raise :class:`InvalidDeviceId`."""
+    if not is_valid_device_id(value):
+        raise InvalidDeviceId(value)
+    assert isinstance(value, str)
+    return value
+
+
+def validate_session(value: object) -> str:
+    if not is_valid_device_id(value):
+        raise InvalidDeviceId(value, what="session")
+    assert isinstance(value, str)
+    return value
+
+
+def validate_topic_root(value: str) -> str:
+    if not _ROOT_RE.fullmatch(value):
+        raise InvalidTopic(f"invalid topic root {value!r}: use path segments of [A-Za-z0-9._-]")
+    return value
+
+
+def validate_interval(value: object, *, field: str = "interval") -> float:
+    # bool is an int subclass; "interval": true is a type error, not 1 second.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidPayload("must be a number of seconds", field=field)
+    interval = float(value)
+    if not math.isfinite(interval) or not MIN_INTERVAL <= interval <= MAX_INTERVAL:
+        raise InvalidPayload(
+            f"must be between {MIN_INTERVAL} and {MAX_INTERVAL:g} seconds", field=field
+        )
+    return interval
+
+
+def new_session() -> str:
+    """A fresh session id: 16 hex characters, unique per connection."""
+    return secrets.token_hex(8)
+
+
+class MessageKind(StrEnum):
+    HEARTBEAT = "heartbeat"
+    PRESENCE = "presence"
+    CONFIG = "config"
+
+
+class PresenceState(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class OfflineReason(StrEnum):
+    CONNECTION_LOST = "connection-lost"
+    SHUTDOWN = "shutdown"
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Topic names under one root (``clawbeat/v1`` unless configured otherwise)."""
+
+    root: str = DEFAULT_TOPIC_ROOT
+
+    def __post_init__(self) -> None:
+        validate_topic_root(self.root)
+
+    def heartbeat(self, device_id: str) -> str:
+        return f"{self.root}/devices/{validate_device_id(device_id)}/heartbeat"
+
+    def presence(self, device_id: str) -> str:
+        return f"{self.root}/devices/{validate_device_id(device_id)}/presence"
+
+    def config(self, device_id: str) -> str:
+        return f"{self.root}/devices/{validate_device_id(device_id)}/config"
+
+    def status(self, device_id: str) -> str:
+        return f"{self.root}/status/{validate_device_id(device_id)}"
+
+    @property
+    def fleet_summary(self) -> str:
+        return f"{self.root}/fleet/summary"
+
+    @property
+    def monitor_presence(self) -> str:
+        return f"{self.root}/monitor/presence"
+
+    @property
+    def alerts(self) -> str:
+        return f"{self.root}/alerts"
+
+    @property
+    def heartbeat_filter(self) -> str:
+        return f"{self.root}/devices/+/heartbeat"
+
+    @property
+    def presence_filter(self) -> str:
+        return f"{self.root}/devices/+/presence"
+
+    @property
+    def status_filter(self) -> str:
+        return f"{self.root}/status/+"
+
+    def parse_device_topic(self, topic: str) -> tuple[str, MessageKind]:
+        """Split ``{root}/devices/{id}/{kind}`` into ``(id, kind)``.
+
+        Raises :class:`InvalidTopic` for topics outside the device tree and
+        :class:`InvalidDeviceId` for a hostile id segment.
+        """
+        prefix = f"{self.root}/devices/"
+        if not topic.startswith(prefix):
+            raise InvalidTopic(f"topic {topic!r} is not under {prefix!r}")
+        rest = topic[len(prefix) :].split("/")
+        if len(rest) != 2:
+            raise InvalidTopic(f"topic {topic!r} is not {prefix}{{id}}/{{kind}}")
+        device_id, kind = rest
+        validate_device_id(device_id)
+        try:
+            return device_id, MessageKind(kind)
+        except ValueError:
+            raise InvalidTopic(f"unknown message kind {kind!r} in {topic!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    seq: int
+    session: str
+    interval: float
+    ts: float | None = None
+    uptime: float | None = None
+    fw: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    state: PresenceState
+    session: str
+    reason: OfflineReason | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigUpdate:
+    interval: float
+
+
+def _load_object(payload: bytes | bytearray | str) -> dict[str, Any]:
+    raw = payload.encode() if isinstance(payload, str) else bytes(payload)
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise PayloadTooLarge(len(raw))
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidPayload(f"not UTF-8 JSON ({exc})") from exc
+    if not isinstance(obj, dict):
+        raise InvalidPayload("must be a JSON object")
+    return obj
+
+
+def _dump(obj: dict[str, Any]) -> bytes:
+    data = json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise PayloadTooLarge(len(data))
+    return data
+
+
+def _optional_number(obj: dict[str, Any], name: str) -> float | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidPayload("must be a number", field=name)
+    if not math.isfinite(float(value)):
+        raise InvalidPayload("must be finite", field=name)
+    return float(value)
+
+
+def decode_heartbeat(payload: bytes | bytearray | str) -> Heartbeat:
+    obj = _load_object(payload)
+    seq = obj.get("seq")
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
+        raise InvalidPayload("must be a non-negative integer", field="seq")
+    session = validate_session(obj.get("session"))
+    if "interval" not in obj:
+        raise InvalidPayload("is required", field="interval")
+    interval = validate_interval(obj["interval"])
+    uptime = _optional_number(obj, "uptime")
+    if uptime is not None and uptime < 0:
+        raise InvalidPayload("must not be negative", field="uptime")
+    fw = obj.get("fw")
+    if fw is not None and (not isinstance(fw, str) or len(fw) > 64):
+        raise InvalidPayload("must be a string of at most 64 characters", field="fw")
+    metrics = obj.get("metrics", {})
+    if metrics is None:
+        metrics = {}
+    if not isinstance(metrics, dict):
+        raise InvalidPayload("must be a JSON object", field="metrics")
+    return Heartbeat(
+        seq=seq,
+        session=session,
+        interval=interval,
+        ts=_optional_number(obj, "ts"),
+        uptime=uptime,
+        fw=fw,
+        metrics=metrics,
+    )
+
+
+def encode_heartbeat(hb: Heartbeat) -> bytes:
+    obj: dict[str, Any] = {"seq": hb.seq, "session": hb.session, "interval": hb.interval}
+    if hb.ts is not None:
+        obj["ts"] = round(hb.ts, 3)
+    if hb.uptime is not None:
+        obj["uptime"] = round(hb.uptime, 3)
+    if hb.fw is not None:
+        obj["fw"] = hb.fw
+    if hb.metrics:
+        obj["metrics"] = hb.metrics
+    return _dump(obj)
+
+
+def decode_presence(payload: bytes | bytearray | str) -> Presence:
+    obj = _load_object(payload)
+    try:
+        state = PresenceState(obj.get("state"))
+    except ValueError:
+        raise InvalidPayload("must be 'online' or 'offline'", field="state") from None
+    session = validate_session(obj.get("session"))
+    reason: OfflineReason | None = None
+    if state is PresenceState.OFFLINE:
+        raw_reason = obj.get("reason", OfflineReason.CONNECTION_LOST.value)
+        try:
+            reason = OfflineReason(raw_reason)
+        except ValueError:
+            raise InvalidPayload(
+                "must be 'connection-lost' or 'shutdown'", field="reason"
+            ) from None
+    return Presence(state=state, session=session, reason=reason)
+
+
+def encode_presence(presence: Presence) -> bytes:
+    obj: dict[str, Any] = {"state": presence.state.value, "session": presence.session}
+    if presence.state is PresenceState.OFFLINE:
+        obj["reason"] = (presence.reason or OfflineReason.CONNECTION_LOST).value
+    return _dump(obj)
+
+
+def online(session: str) -> bytes:
+    return encode_presence(Presence(PresenceState.ONLINE, session))
+
+
+def will(session: str) -> bytes:
+    """The last-will payload, set before connecting."""
+    return encode_presence(Presence(PresenceState.OFFLINE, session, OfflineReason.CONNECTION_LOST))
+
+
+def shutdown(session: str) -> bytes:
+    return encode_presence(Presence(PresenceState.OFFLINE, session, OfflineReason.SHUTDOWN))
+
+
+def decode_config(payload: bytes | bytearray | str) -> ConfigUpdate:
+    obj = _load_object(payload)
+    if "interval" not in obj:
+        raise InvalidPayload("is required", field="interval")
+    return ConfigUpdate(interval=validate_interval(obj["interval"]))
+
+
+def encode_config(update: ConfigUpdate) -> bytes:
+    return _dump({"interval": validate_interval(update.interval)})

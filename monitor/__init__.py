@@ -1,0 +1,1 @@
+"""clawbeat monitor: liveness engine, ingest, persistence and status topics."""
