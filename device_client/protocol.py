@@ -293,7 +293,7 @@ def encode_heartbeat(hb: Heartbeat) -> bytes:
 def decode_presence(payload: bytes | bytearray | str) -> Presence:
     obj = _load_object(payload)
     try:
-        state = PresenceState(obj.get("state"))
+        state = PresenceState(str(obj.get("state")))
     except ValueError:
         raise InvalidPayload("must be 'online' or 'offline'", field="state") from None
     session = validate_session(obj.get("session"))
