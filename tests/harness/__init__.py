@@ -1,0 +1,1 @@
+"""Real-service test harness: Mosquitto and PostgreSQL started by the tests."""

@@ -1,0 +1,127 @@
+"""A real Mosquitto for tests and benchmarks, started from the project's mosquitto.conf.
+
+The config is rendered to a free port and a temp directory by the project's own broker
+tooling, and users are created through it (hashed by ``mosquitto_passwd``), so the tests
+exercise the authentication, ACL and persistence settings operators deploy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from broker.acl import MONITOR_USER, OPS_USER
+from broker.errors import BrokerToolError
+from broker.runner import BrokerProcess, mosquitto_binary
+from broker.passwords import mosquitto_passwd
+
+REPO = Path(__file__).resolve().parents[2]
+
+INSTALL_HINT = (
+    "the tests need Mosquitto: install it with `apt-get install mosquitto mosquitto-clients` "
+    "(or run `.ci/run`, which installs it)"
+)
+
+
+def check_mosquitto_installed() -> str | None:
+    """Return a message naming what to install, or None when Mosquitto is usable."""
+    try:
+        mosquitto_binary()
+        mosquitto_passwd()
+    except BrokerToolError as exc:
+        return f"{exc}; {INSTALL_HINT}"
+    return None
+
+
+class TestBroker:
+    """A running broker plus the credentials of its service users."""
+
+    __test__ = False  # not a test class, despite the name
+
+    def __init__(self, run_dir: Path) -> None:
+        self.process = BrokerProcess(run_dir=run_dir, template=REPO / "mosquitto.conf")
+        self.monitor_user = MONITOR_USER
+        self.monitor_password = secrets.token_urlsafe(12)
+        self.ops_user = OPS_USER
+        self.ops_password = secrets.token_urlsafe(12)
+        self.device_passwords: dict[str, str] = {}
+        self.process.prepare(
+            {self.monitor_user: self.monitor_password, self.ops_user: self.ops_password}
+        )
+
+    @property
+    def host(self) -> str:
+        return self.process.host
+
+    @property
+    def port(self) -> int:
+        return self.process.port
+
+    @property
+    def tls_port(self) -> int:
+        return self.process.tls_port
+
+    @property
+    def ca_file(self) -> Path:
+        return self.process.certs.ca_cert
+
+    @property
+    def client_cert(self) -> Path:
+        return self.process.certs.client_cert
+
+    @property
+    def client_key(self) -> Path:
+        return self.process.certs.client_key
+
+    @property
+    def log_path(self) -> Path:
+        return self.process.log_path
+
+    def url(self, user: str | None = None, password: str | None = None, *, tls: bool = False) -> str:
+        """A broker URL; with no user, the monitor's."""
+        if user is None:
+            user, password = self.monitor_user, self.monitor_password
+        elif password is None:
+            password = self.device_passwords.get(user) or {
+                self.ops_user: self.ops_password,
+                self.monitor_user: self.monitor_password,
+            }[user]
+        return self.process.url(user, password, tls=tls)
+
+    def add_device(self, device_id: str, password: str | None = None) -> str:
+        password = password or secrets.token_urlsafe(12)
+        self.add_devices([device_id], password)
+        return password
+
+    def add_devices(self, ids: Iterable[str], password: str) -> None:
+        users = dict.fromkeys(ids, password)
+        self.device_passwords.update(users)
+        self.process.add_users(users)
+
+    def start(self) -> None:
+        self.process.start()
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def restart(self) -> None:
+        self.process.restart()
+
+
+@contextlib.contextmanager
+def running_broker(run_dir: Path) -> Iterator[TestBroker]:
+    """Start a broker outside pytest (benchmarks); stopped on exit."""
+    missing = check_mosquitto_installed()
+    if missing:
+        raise RuntimeError(missing)
+    broker = TestBroker(run_dir)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
