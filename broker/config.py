@@ -13,8 +13,14 @@ from pathlib import Path
 from broker.errors import BrokerToolError
 
 # Directives whose value is a path, rewritten to the run directory when requested.
-PATH_DIRECTIVES = ("password_file", "acl_file", "persistence_location", "cafile", "certfile",
-                   "keyfile")
+PATH_DIRECTIVES = (
+    "password_file",
+    "acl_file",
+    "persistence_location",
+    "cafile",
+    "certfile",
+    "keyfile",
+)
 
 
 def render_config(

@@ -59,7 +59,7 @@ class MqttProbe:
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         with self._cond:
-            self.messages.append(Received(msg.topic, msg.payload, msg.retain, time.monotonic()))
+            self.messages.append(Received(msg.topic, bytes(msg.payload), msg.retain, time.monotonic()))
             self._cond.notify_all()
 
     def connect(self, timeout: float = 5.0) -> Any:
@@ -77,7 +77,9 @@ class MqttProbe:
         if not done.wait(5):
             raise TimeoutError(f"no SUBACK for {topic}")
 
-    def publish(self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False) -> None:
+    def publish(
+        self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False
+    ) -> None:
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
         info.wait_for_publish(5)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from broker.acl import MONITOR_USER, OPS_USER
 from broker.errors import BrokerToolError
-from broker.runner import BrokerProcess, mosquitto_binary
 from broker.passwords import mosquitto_passwd
+from broker.runner import BrokerProcess, mosquitto_binary
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -79,15 +79,20 @@ class TestBroker:
     def log_path(self) -> Path:
         return self.process.log_path
 
-    def url(self, user: str | None = None, password: str | None = None, *, tls: bool = False) -> str:
+    def url(
+        self, user: str | None = None, password: str | None = None, *, tls: bool = False
+    ) -> str:
         """A broker URL; with no user, the monitor's."""
         if user is None:
             user, password = self.monitor_user, self.monitor_password
         elif password is None:
-            password = self.device_passwords.get(user) or {
-                self.ops_user: self.ops_password,
-                self.monitor_user: self.monitor_password,
-            }[user]
+            password = (
+                self.device_passwords.get(user)
+                or {
+                    self.ops_user: self.ops_password,
+                    self.monitor_user: self.monitor_password,
+                }[user]
+            )
         return self.process.url(user, password, tls=tls)
 
     def add_device(self, device_id: str, password: str | None = None) -> str:

@@ -1,0 +1,80 @@
+"""Structured logging for the monitor: plain text for people, JSON lines for collectors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any, ClassVar
+
+# Attributes every LogRecord has; anything else was passed via ``extra=`` and is data.
+_STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        out.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    converter = staticmethod(time.gmtime)  # type: ignore[assignment]  # UTC timestamps
+    default_msec_format = "%s.%03dZ"
+    _fmt_text: ClassVar[str] = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+    def __init__(self) -> None:
+        super().__init__(self._fmt_text)
+
+    def format(self, record: logging.LogRecord) -> str:
+        base = super().format(record)
+        extra = {k: v for k, v in vars(record).items() if k not in _STANDARD}
+        if extra:
+            base += " " + " ".join(f"{k}={v}" for k, v in extra.items())
+        return base
+
+
+def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+class RateLimitedLog:
+    """Log at most one line per key per ``period`` seconds, counting what was suppressed.
+
+    Bad input from the network arrives at network speed; logging each one would turn a
+    misbehaving device into a disk-filling log flood.
+    """
+
+    def __init__(self, logger: logging.Logger, period: float = 10.0) -> None:
+        self._logger = logger
+        self._period = period
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def warning(self, key: str, msg: str, *args: object) -> None:
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self._period:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        if len(self._last) > 10_000:  # bound memory under hostile key churn
+            self._last.clear()
+            self._suppressed.clear()
+        self._last[key] = now
+        suppressed = self._suppressed.pop(key, 0)
+        if suppressed:
+            msg += f" ({suppressed} similar suppressed)"
+        self._logger.warning(msg, *args)

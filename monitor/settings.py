@@ -1,0 +1,68 @@
+"""Monitor settings: environment variables prefixed ``CLAWBEAT_``, overridable by CLI flags.
+
+Built once in ``main()`` and passed down, never a module global, so tests inject their
+own broker and database URLs. Secrets may come from files: ``CLAWBEAT_MQTT_PASSWORD_FILE``
+and ``CLAWBEAT_DATABASE_URL_FILE`` (Docker/systemd credentials), as in healthchecks'
+``envsecret``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from device_client.protocol import DEFAULT_TOPIC_ROOT, validate_topic_root
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./clawbeat.db"
+
+
+class MonitorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLAWBEAT_", extra="ignore")
+
+    mqtt_url: str = Field(
+        "mqtt://monitor@127.0.0.1:1883",
+        description="broker URL, mqtt://user:pass@host:port or mqtts:// for TLS",
+    )
+    mqtt_password: SecretStr | None = Field(None, description="overrides the URL's password")
+    mqtt_client_id: str | None = Field(None, description="default: the username")
+    mqtt_ca_file: Path | None = None
+    mqtt_cert_file: Path | None = None
+    mqtt_key_file: Path | None = None
+    mqtt_keepalive: int = Field(10, ge=2, le=300)
+    topic_root: str = DEFAULT_TOPIC_ROOT
+
+    database_url: str = DEFAULT_DATABASE_URL
+
+    default_interval: float = Field(30.0, gt=0, description="when nothing else says")
+    grace: float = Field(10.0, ge=0, description="default class grace, seconds")
+    missed_limit: int = Field(3, ge=1, description="default class missed heartbeats -> stale")
+    lost_after: float = Field(86_400.0, gt=0, description="stale/offline this long -> lost")
+    will_hold: float = Field(2.0, ge=0, description="hold a will this long for a reconnect")
+    warmup: float | None = Field(None, ge=0, description="default: longest interval + grace")
+
+    flush_interval: float = Field(1.0, gt=0, le=60)
+    summary_interval: float = Field(5.0, gt=0, le=60)
+    tick_interval: float = Field(0.1, gt=0, le=1)
+
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+
+    @field_validator("topic_root")
+    @classmethod
+    def _root(cls, value: str) -> str:
+        return validate_topic_root(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for name in ("mqtt_password", "database_url"):
+            path = os.environ.get(f"CLAWBEAT_{name.upper()}_FILE")
+            if path and data.get(name) is None:
+                data[name] = Path(path).read_text().strip()
+        return data
