@@ -28,7 +28,7 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    converter = staticmethod(time.gmtime)  # type: ignore[assignment]  # UTC timestamps
+    converter = staticmethod(time.gmtime)  # UTC timestamps
     default_msec_format = "%s.%03dZ"
     _fmt_text: ClassVar[str] = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
