@@ -29,13 +29,15 @@ class StoreUnavailable(StoreError):
         super().__init__(f"{operation}: {message}")
 
 
-class RowRejected(StoreError):
-    """The database refused a row because of its content (constraint, type, encoding)."""
+class DataRejected(StoreError):
+    """The database refused the data itself (a constraint, a type, an encoding).
 
-    def __init__(self, message: str, *, table: str, key: str) -> None:
-        self.table = table
-        self.key = key
-        super().__init__(f"{table} row {key!r} rejected: {message}")
+    Retrying the same rows cannot succeed, unlike :class:`StoreUnavailable`.
+    """
+
+    def __init__(self, message: str, *, operation: str) -> None:
+        self.operation = operation
+        super().__init__(f"{operation}: {message}")
 
 
 class DeviceNotFound(StoreError):
