@@ -1,0 +1,54 @@
+"""The ``clawbeat`` command: one entry point, a subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from broker.cli import add_broker_parser
+from broker.errors import BrokerToolError
+from device_client.cli import add_device_parser, add_simulate_parser
+from device_client.protocol import ProtocolError
+from monitor.cli_db import add_db_parser
+from monitor.cli_manage import add_manage_parsers
+from monitor.cli_monitor import add_monitor_parser
+from monitor.cli_status import add_status_parsers
+from monitor.demo import add_demo_parser
+from monitor.errors import MonitorError
+from monitor.store.errors import StoreError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clawbeat",
+        description="MQTT heartbeat and presence monitor for IoT fleets. Every setting is "
+        "also an environment variable prefixed CLAWBEAT_ (e.g. CLAWBEAT_MQTT_URL, "
+        "CLAWBEAT_DATABASE_URL); secrets may come from *_FILE variables.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_monitor_parser(sub)
+    add_status_parsers(sub)
+    add_manage_parsers(sub)
+    add_db_parser(sub)
+    add_device_parser(sub)
+    add_simulate_parser(sub)
+    add_broker_parser(sub)
+    add_demo_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except (MonitorError, StoreError, BrokerToolError, ProtocolError) as exc:
+        print(f"clawbeat {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""From raw MQTT messages to engine events: validate, dispatch, count.
+
+Bad input from the network is never an exception that escapes: every malformed,
+oversized or hostile message is counted by kind, logged (rate-limited) and dropped.
+No MQTT library here — the link hands over topic, payload and flags — so the whole
+validation path is unit-testable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import Protocol
+
+from device_client import protocol
+from device_client.protocol import (
+    Heartbeat,
+    InvalidDeviceId,
+    InvalidPayload,
+    InvalidTopic,
+    MessageKind,
+    PayloadTooLarge,
+    Presence,
+    Topics,
+)
+from monitor.liveness.outcomes import EventResult
+from monitor.logging_setup import RateLimitedLog
+
+
+class IngestSink(Protocol):
+    """What ingest calls with valid messages (the service implements it)."""
+
+    def heartbeat(
+        self, device_id: str, hb: Heartbeat, *, retained: bool, now: float, wall: float
+    ) -> EventResult: ...
+
+    def presence(
+        self, device_id: str, presence: Presence, *, retained: bool, now: float, wall: float
+    ) -> EventResult: ...
+
+
+@dataclass
+class Ingest:
+    topics: Topics
+    sink: IngestSink
+    logger: logging.Logger
+
+    def __post_init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self._ratelimited = RateLimitedLog(self.logger)
+
+    def handle(self, topic: str, payload: bytes, retained: bool, now: float, wall: float) -> None:
+        self.counts["received"] += 1
+        try:
+            device_id, kind = self.topics.parse_device_topic(topic)
+        except InvalidDeviceId:
+            self._drop("bad_device_id", topic, "hostile device id")
+            return
+        except InvalidTopic:
+            self._drop("bad_topic", topic, "topic outside the protocol")
+            return
+        try:
+            if kind is MessageKind.HEARTBEAT:
+                result = self.sink.heartbeat(
+                    device_id,
+                    protocol.decode_heartbeat(payload),
+                    retained=retained,
+                    now=now,
+                    wall=wall,
+                )
+                self.counts[f"heartbeat_{result.outcome.value}"] += 1
+            elif kind is MessageKind.PRESENCE:
+                if not payload:
+                    # A cleared retained presence (zero-length publish) is housekeeping.
+                    self.counts["presence_cleared"] += 1
+                    return
+                result = self.sink.presence(
+                    device_id,
+                    protocol.decode_presence(payload),
+                    retained=retained,
+                    now=now,
+                    wall=wall,
+                )
+                self.counts[f"presence_{result.outcome.value}"] += 1
+            else:
+                # Config topics are the monitor's own writes; it does not subscribe to
+                # them, but a broad subscription elsewhere must not make them events.
+                self.counts["config_ignored"] += 1
+        except PayloadTooLarge as exc:
+            self._drop("oversized", topic, str(exc))
+        except (InvalidPayload, InvalidDeviceId) as exc:
+            self._drop("invalid_payload", topic, str(exc))
+
+    def _drop(self, kind: str, topic: str, why: str) -> None:
+        self.counts[kind] += 1
+        # Keyed by kind, not topic: a device cycling hostile topics can't defeat the limit.
+        self._ratelimited.warning(kind, "dropped message on %r: %s", topic[:200], why)

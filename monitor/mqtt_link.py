@@ -1,0 +1,196 @@
+"""The monitor's one long-lived MQTT connection (aiomqtt), with a reconnect loop.
+
+The link owns connecting, subscribing, reconnecting with capped exponential backoff and
+jitter, the monitor's own will, and a publish queue that survives disconnections. It
+knows nothing of liveness: received messages go to a callback, connection changes to
+two more, so the service can suspend timeouts while it is blind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiomqtt
+
+from monitor.broker_url import BrokerAddress
+
+# A message handler gets (topic, payload, retained, monotonic receive time, wall time).
+MessageHandler = Callable[[str, bytes, bool, float, float], None]
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    topic: str
+    payload: bytes
+    retain: bool
+    qos: int = 1
+
+
+@dataclass(frozen=True)
+class LinkOptions:
+    address: BrokerAddress
+    client_id: str
+    keepalive: int
+    subscriptions: tuple[str, ...]
+    will_topic: str
+    will_payload: bytes
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    backoff_base: float = 0.5
+    backoff_cap: float = 15.0
+
+
+class MqttLink:
+    def __init__(
+        self,
+        options: LinkOptions,
+        *,
+        on_message: MessageHandler,
+        on_connected: Callable[[], Awaitable[None]],
+        on_disconnected: Callable[[], None],
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self._opts = options
+        self._on_message = on_message
+        self._on_connected = on_connected
+        self._on_disconnected = on_disconnected
+        self._log = logger or logging.getLogger("clawbeat.mqtt")
+        # Retained status topics only need their latest value, so pending publishes are
+        # coalesced per topic while the broker is away: bounded by the number of topics.
+        self._pending: dict[str, Outgoing] = {}
+        self._wakeup = asyncio.Event()
+        self._client: aiomqtt.Client | None = None
+        self.connected = False
+        self.connects = 0
+        self._stopping = False
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = True, qos: int = 1) -> None:
+        """Queue a publish; sent at once when connected, else after reconnecting."""
+        self._pending.pop(topic, None)  # re-insert so ordering follows the latest update
+        self._pending[topic] = Outgoing(topic, payload, retain, qos)
+        self._wakeup.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        if not self._opts.address.tls:
+            return None
+        ctx = ssl.create_default_context(cafile=self._opts.ca_file)
+        if self._opts.cert_file:
+            ctx.load_cert_chain(self._opts.cert_file, self._opts.key_file)
+        return ctx
+
+    async def run(self) -> None:
+        """Connect, and reconnect forever, until :meth:`stop`."""
+        failures = 0
+        addr = self._opts.address
+        while not self._stopping:
+            client = aiomqtt.Client(
+                addr.host,
+                addr.port,
+                username=addr.username,
+                password=addr.password,
+                identifier=self._opts.client_id,
+                keepalive=self._opts.keepalive,
+                clean_session=True,
+                will=aiomqtt.Will(
+                    self._opts.will_topic, self._opts.will_payload, qos=1, retain=True
+                ),
+                tls_context=self._tls_context(),
+                timeout=10,
+                max_queued_outgoing_messages=0,
+            )
+            try:
+                async with client:
+                    self._client = client
+                    for topic in self._opts.subscriptions:
+                        await client.subscribe(topic, qos=1)
+                    self.connected = True
+                    self.connects += 1
+                    failures = 0
+                    self._log.info("connected to broker %s:%d", addr.host, addr.port)
+                    await self._on_connected()
+                    await self._serve(client)
+            except aiomqtt.MqttError as exc:
+                if self._stopping:
+                    break
+                failures += 1
+                delay = random.uniform(
+                    0, min(self._opts.backoff_cap, self._opts.backoff_base * 2**failures)
+                )
+                if self.connected or failures == 1:
+                    self._log.warning(
+                        "broker connection lost (%s); reconnecting with backoff", exc
+                    )
+                else:
+                    self._log.debug("reconnect attempt %d failed: %s", failures, exc)
+                self._mark_down()
+                await asyncio.sleep(delay)
+            finally:
+                self._client = None
+                self._mark_down()
+
+    def _mark_down(self) -> None:
+        if self.connected:
+            self.connected = False
+            self._on_disconnected()
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._send_loop(client))
+            async for message in client.messages:
+                payload = message.payload
+                if not isinstance(payload, bytes | bytearray):
+                    payload = str(payload).encode()
+                self._on_message(
+                    message.topic.value,
+                    bytes(payload),
+                    bool(message.retain),
+                    time.monotonic(),
+                    time.time(),
+                )
+            # The iterator ends only when the connection does.
+            raise aiomqtt.MqttError("message stream ended")
+
+    async def _send_loop(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                topic = next(iter(self._pending))
+                item = self._pending[topic]
+                await client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
+                # Only drop it once the broker has it: a failed publish stays pending.
+                if self._pending.get(topic) is item:
+                    del self._pending[topic]
+
+    async def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every queued publish has gone out (or the timeout passes)."""
+        deadline = time.monotonic() + timeout
+        while self._pending and self.connected and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return not self._pending
+
+    async def stop(self, final: Outgoing | None = None) -> None:
+        """Publish ``final`` (e.g. monitor offline) if connected, then disconnect."""
+        self._stopping = True
+        client = self._client
+        if client is not None and self.connected:
+            with contextlib.suppress(aiomqtt.MqttError, asyncio.TimeoutError):
+                if final is not None:
+                    await asyncio.wait_for(
+                        client.publish(
+                            final.topic, final.payload, qos=final.qos, retain=final.retain
+                        ),
+                        5,
+                    )

@@ -1,0 +1,52 @@
+"""Payloads of the topics the monitor writes (status, fleet summary, monitor presence).
+
+Pure functions: the service decides when to publish, these decide what.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from monitor.timefmt import iso
+
+
+def _dump(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def status_payload(
+    *,
+    device_id: str,
+    state: str,
+    since: float | None,
+    last_seen: float | None,
+    reason: str | None,
+    session: str | None,
+    interval: float,
+    device_class: str,
+) -> bytes:
+    return _dump(
+        {
+            "device": device_id,
+            "state": state,
+            "since": iso(since),
+            "last_seen": iso(last_seen),
+            "reason": reason,
+            "session": session,
+            "interval": interval,
+            "class": device_class,
+        }
+    )
+
+
+def summary_payload(counts: Mapping[str, int], *, at: float) -> bytes:
+    nonzero = {state: n for state, n in counts.items() if n}
+    return _dump({"total": sum(nonzero.values()), "counts": nonzero, "at": iso(at)})
+
+
+def monitor_presence_payload(state: str, *, since: float, instance: str) -> bytes:
+    return _dump({"state": state, "since": iso(since), "instance": instance})
+
+

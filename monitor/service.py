@@ -1,0 +1,364 @@
+"""The monitor process: the thin shell around the pure liveness engine.
+
+It feeds the engine events (MQTT messages, clock ticks, broker up/down) and carries out
+what comes back: transitions go to the write-behind store (committed promptly) and to
+retained status topics; device fields go to the store at most once per flush window.
+
+Clocks: ``time.monotonic()`` for every deadline, ``time.time()`` (UTC) for what is stored
+and shown. A device's own timestamp is only a latency/skew figure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from device_client.protocol import ConfigUpdate, Heartbeat, Presence, Topics, encode_config
+from monitor.broker_url import parse_broker_url
+from monitor.ingest import Ingest
+from monitor.liveness.engine import Engine
+from monitor.liveness.outcomes import EventResult, Outcome
+from monitor.liveness.policy import DEFAULT_CLASS, Policy
+from monitor.liveness.snapshot import DeviceSnapshot
+from monitor.liveness.states import Transition
+from monitor.mqtt_link import LinkOptions, MqttLink, Outgoing
+from monitor.publish import monitor_presence_payload, status_payload, summary_payload
+from monitor.settings import MonitorSettings
+from monitor.state_rows import (
+    device_row,
+    engine_snapshot,
+    policy_from_class,
+    rollup_minute,
+    transition_row,
+)
+from monitor.store import repository
+from monitor.store.database import create_engine_for, make_session_factory
+from monitor.store.migrate import check_schema
+from monitor.store.models import DeviceClass
+from monitor.store.rows import DeviceSnapshot as StoredDevice
+from monitor.store.writer import WriteBehind
+
+log = logging.getLogger("clawbeat.monitor")
+
+CONFIG_VERSION_KEY = "config_version"
+
+
+@dataclass
+class _Latest:
+    """Heartbeat details the engine does not keep (to stay small), held until flushed."""
+
+    fw: str | None
+    metrics: dict[str, object]
+
+
+class MonitorService:
+    def __init__(self, settings: MonitorSettings, *, instance: str | None = None) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.topic_root)
+        address = parse_broker_url(settings.mqtt_url)
+        if settings.mqtt_password is not None:
+            address = address.__class__(
+                address.host,
+                address.port,
+                address.tls,
+                address.username,
+                settings.mqtt_password.get_secret_value(),
+            )
+        self.address = address
+        self.instance = instance or settings.mqtt_client_id or address.username or "monitor"
+        self.engine: Engine | None = None
+        self.db = create_engine_for(settings.database_url)
+        self.sessions = make_session_factory(self.db)
+        self.writer = WriteBehind(self.sessions, flush_interval=settings.flush_interval)
+        self.ingest: Ingest | None = None
+        self.link: MqttLink | None = None
+        self.counts: Counter[str] = Counter()
+        self._latest: dict[str, _Latest] = {}
+        self._stop = asyncio.Event()
+        self._started_wall = time.time()
+        self._warmed_up = False
+        self._config_version: str | None = None
+        self._overrides: dict[str, float | None] = {}
+        self._maintenance: dict[str, bool] = {}
+
+    # ----------------------------------------------------------------- startup
+
+    async def _load(self) -> Engine:
+        await check_schema(self.settings.database_url)
+        async with self.sessions() as session:
+            classes = await repository.list_classes(session)
+            snapshots = await repository.load_devices(session)
+            self._config_version = await repository.get_meta(session, key=CONFIG_VERSION_KEY)
+        policies = {c.name: policy_from_class(c) for c in classes}
+        policies.setdefault(
+            DEFAULT_CLASS,
+            Policy(
+                grace=self.settings.grace,
+                missed_limit=self.settings.missed_limit,
+                lost_after=self.settings.lost_after,
+            ),
+        )
+        engine = Engine(
+            classes=policies,
+            default_interval=self.settings.default_interval,
+            will_hold=self.settings.will_hold,
+        )
+        now, wall = time.monotonic(), time.time()
+        engine.load([engine_snapshot(s) for s in snapshots], now=now, wall=wall)
+        self._overrides = {s.id: s.interval_override for s in snapshots}
+        self._maintenance = {s.id: s.in_maintenance for s in snapshots if s.in_maintenance}
+        log.info("loaded %d devices and %d classes", len(snapshots), len(policies))
+        return engine
+
+    # ------------------------------------------------------------ ingest sink
+
+    def heartbeat(
+        self, device_id: str, hb: Heartbeat, *, retained: bool, now: float, wall: float
+    ) -> EventResult:
+        assert self.engine is not None
+        before = self.engine.snapshot(device_id) if not retained else None
+        result = self.engine.on_heartbeat(device_id, hb, now=now, wall=wall, retained=retained)
+        if result.outcome in (Outcome.ACCEPTED, Outcome.RECONNECTED):
+            self._latest[device_id] = _Latest(hb.fw, hb.metrics)
+            latency_ms = None if result.latency is None else result.latency * 1000.0
+            jitter_ms = None
+            missed = 0
+            if (
+                before is not None
+                and before.last_seen_wall is not None
+                and before.session == hb.session
+                and before.effective_interval
+            ):
+                gap = wall - before.last_seen_wall
+                jitter_ms = abs(gap - before.effective_interval) * 1000.0
+                missed = max(0, round(gap / before.effective_interval) - 1)
+            self.writer.add_rollup(
+                device_id,
+                rollup_minute(wall),
+                count=1,
+                missed=missed,
+                latency_ms=latency_ms,
+                jitter_ms=jitter_ms,
+            )
+        self._apply(result.transitions)
+        return result
+
+    def presence(
+        self, device_id: str, presence: Presence, *, retained: bool, now: float, wall: float
+    ) -> EventResult:
+        assert self.engine is not None
+        result = self.engine.on_presence(
+            device_id, presence, now=now, wall=wall, retained=retained
+        )
+        self._apply(result.transitions)
+        return result
+
+    # ------------------------------------------------------------ transitions
+
+    def _apply(self, transitions: tuple[Transition, ...] | list[Transition]) -> None:
+        if not transitions:
+            return
+        assert self.engine is not None
+        for tr in transitions:
+            self.counts[f"transition_{tr.new.value}"] += 1
+            self.writer.put_transition(transition_row(tr))
+            log.info(
+                "device %s: %s -> %s (%s)",
+                tr.device_id,
+                tr.old.value if tr.old else "new",
+                tr.new.value,
+                tr.reason.value,
+            )
+            snap = self.engine.snapshot(tr.device_id)
+            if snap is not None:
+                self._publish_status(snap)
+
+    def _publish_status(self, snap: DeviceSnapshot) -> None:
+        if self.link is None:
+            return
+        self.link.publish(
+            self.topics.status(snap.device_id),
+            status_payload(
+                device_id=snap.device_id,
+                state=snap.state.value,
+                since=snap.since_wall,
+                last_seen=snap.last_seen_wall,
+                reason=snap.reason.value if snap.reason else None,
+                session=snap.session,
+                interval=snap.effective_interval or self.settings.default_interval,
+                device_class=snap.device_class,
+            ),
+        )
+
+    # ------------------------------------------------------------ loops
+
+    async def _tick_loop(self) -> None:
+        assert self.engine is not None
+        while True:
+            await asyncio.sleep(self.settings.tick_interval)
+            self._apply(self.engine.tick(time.monotonic(), time.time()))
+
+    async def _flush_loop(self) -> None:
+        """Hand dirty devices to the write-behind once per flush window."""
+        while True:
+            await asyncio.sleep(self.settings.flush_interval)
+            self._drain_dirty()
+
+    def _drain_dirty(self) -> None:
+        assert self.engine is not None
+        for snap in self.engine.drain_dirty():
+            latest = self._latest.pop(snap.device_id, None)
+            self.writer.put_device(device_row(snap, latest.fw if latest else None,
+                                              latest.metrics if latest else None))
+
+    async def _summary_loop(self) -> None:
+        assert self.engine is not None
+        while True:
+            if self.link is not None and self.link.connected:
+                self.link.publish(
+                    self.topics.fleet_summary,
+                    summary_payload(
+                        {s.value: n for s, n in self.engine.counts().items()}, at=time.time()
+                    ),
+                )
+            await asyncio.sleep(self.settings.summary_interval)
+
+    async def _config_loop(self) -> None:
+        """Follow ops changes (classes, overrides, maintenance) written by the CLI/API.
+
+        They bump a version in the database; polling one row a second is cheap and needs
+        no extra broker user for the CLI.
+        """
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                async with self.sessions() as session:
+                    version = await repository.get_meta(session, key=CONFIG_VERSION_KEY)
+                    if version == self._config_version:
+                        continue
+                    classes = await repository.list_classes(session)
+                    snapshots = await repository.load_devices(session)
+            except Exception as exc:  # noqa: BLE001 - the database may be down; retry
+                log.debug("config poll failed: %s", exc)
+                continue
+            self._config_version = version
+            self._apply_config(classes, snapshots)
+
+    def _apply_config(self, classes: list[DeviceClass], snapshots: list[StoredDevice]) -> None:
+        assert self.engine is not None
+        now, wall = time.monotonic(), time.time()
+        self.engine.set_classes({c.name: policy_from_class(c) for c in classes})
+        for snap in snapshots:
+            if self.engine.snapshot(snap.id) is None:
+                continue
+            self.engine.set_class(snap.id, snap.class_name)
+            old = self._overrides.get(snap.id)
+            if old != snap.interval_override:
+                self._overrides[snap.id] = snap.interval_override
+                self.engine.set_interval_override(snap.id, snap.interval_override)
+                self._push_config(snap.id, snap.interval_override)
+            if self._maintenance.get(snap.id, False) != snap.in_maintenance:
+                self._maintenance[snap.id] = snap.in_maintenance
+                self._apply(
+                    self.engine.set_maintenance(snap.id, snap.in_maintenance, now=now, wall=wall)
+                )
+        log.info("applied configuration changes")
+
+    def _push_config(self, device_id: str, interval: float | None) -> None:
+        if self.link is None:
+            return
+        # An empty retained message clears the topic: the device keeps its own interval.
+        payload = b"" if interval is None else encode_config(ConfigUpdate(interval))
+        self.link.publish(self.topics.config(device_id), payload)
+
+    # ------------------------------------------------------------ connection
+
+    async def _on_connected(self) -> None:
+        assert self.engine is not None and self.link is not None
+        now = time.monotonic()
+        if not self._warmed_up:
+            # Warm-up starts at the first connection: only then can devices be heard.
+            self.engine.start_warmup(now, self.settings.warmup)
+            self._warmed_up = True
+        else:
+            self.engine.resume(now)
+        self.link.publish(
+            self.topics.monitor_presence,
+            monitor_presence_payload("online", since=time.time(), instance=self.instance),
+        )
+
+    def _on_disconnected(self) -> None:
+        assert self.engine is not None
+        # Blind, not dead: the devices may be fine. Freeze every timeout until we see again.
+        self.engine.suspend(time.monotonic())
+        log.warning("blind: broker connection lost, device timeouts suspended")
+
+    # ------------------------------------------------------------ run
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> int:
+        self.engine = await self._load()
+        self.ingest = Ingest(self.topics, self, logging.getLogger("clawbeat.ingest"))
+        offline = monitor_presence_payload("offline", since=time.time(), instance=self.instance)
+        self.link = MqttLink(
+            LinkOptions(
+                address=self.address,
+                client_id=self.settings.mqtt_client_id or self.address.username or "monitor",
+                keepalive=self.settings.mqtt_keepalive,
+                subscriptions=(self.topics.heartbeat_filter, self.topics.presence_filter),
+                will_topic=self.topics.monitor_presence,
+                will_payload=offline,
+                ca_file=str(self.settings.mqtt_ca_file) if self.settings.mqtt_ca_file else None,
+                cert_file=str(self.settings.mqtt_cert_file)
+                if self.settings.mqtt_cert_file
+                else None,
+                key_file=str(self.settings.mqtt_key_file) if self.settings.mqtt_key_file else None,
+            ),
+            on_message=self.ingest.handle,
+            on_connected=self._on_connected,
+            on_disconnected=self._on_disconnected,
+        )
+        # Until the first connection the monitor hears nothing: start blind.
+        self.engine.suspend(time.monotonic())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        tasks = [
+            asyncio.create_task(self.writer.run(), name="writer"),
+            asyncio.create_task(self.link.run(), name="mqtt"),
+            asyncio.create_task(self._tick_loop(), name="tick"),
+            asyncio.create_task(self._flush_loop(), name="flush"),
+            asyncio.create_task(self._summary_loop(), name="summary"),
+            asyncio.create_task(self._config_loop(), name="config"),
+        ]
+        stop_wait = asyncio.create_task(self._stop.wait())
+        done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        failed = [t for t in done if t is not stop_wait and t.exception() is not None]
+        for task in failed:
+            log.error("task %s failed", task.get_name(), exc_info=task.exception())
+        await self._shutdown(tasks, offline)
+        return 1 if failed else 0
+
+    async def _shutdown(self, tasks: list[asyncio.Task[None]], offline: bytes) -> None:
+        log.info("stopping: flushing state and publishing monitor offline")
+        assert self.link is not None
+        for task in tasks:
+            if task.get_name() not in ("writer", "mqtt"):
+                task.cancel()
+        self._drain_dirty()
+        await self.link.flush(timeout=3)
+        await self.writer.close()
+        await self.link.stop(Outgoing(self.topics.monitor_presence, offline, retain=True))
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.db.dispose()
+        log.info("stopped")

@@ -1,0 +1,24 @@
+"""UTC timestamps as the monitor shows them: ISO 8601 with milliseconds and a 'Z'."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def iso(wall: float | None) -> str | None:
+    if wall is None:
+        return None
+    return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def to_datetime(wall: float | None) -> datetime | None:
+    return None if wall is None else datetime.fromtimestamp(wall, UTC)
+
+
+def from_datetime(value: datetime | None) -> float | None:
+    if value is None:
+        return None
+    # SQLite hands back naive datetimes; everything the monitor stores is UTC.
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
