@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from device_client.protocol import ConfigUpdate, Heartbeat, Presence, Topics, encode_config
 from monitor.broker_url import parse_broker_url
 from monitor.ingest import Ingest
-from monitor.liveness.engine import Engine
+from monitor.liveness.engine import LivenessEngine
 from monitor.liveness.outcomes import EventResult, Outcome
 from monitor.liveness.policy import DEFAULT_CLASS, Policy
 from monitor.liveness.snapshot import DeviceSnapshot
@@ -71,7 +71,7 @@ class MonitorService:
             )
         self.address = address
         self.instance = instance or settings.mqtt_client_id or address.username or "monitor"
-        self.engine: Engine | None = None
+        self.engine: LivenessEngine | None = None
         self.db = create_engine_for(settings.database_url)
         self.sessions = make_session_factory(self.db)
         self.writer = WriteBehind(self.sessions, flush_interval=settings.flush_interval)
@@ -85,10 +85,11 @@ class MonitorService:
         self._config_version: str | None = None
         self._overrides: dict[str, float | None] = {}
         self._maintenance: dict[str, bool] = {}
+        self._explicit_default: Policy | None = None
 
     # ----------------------------------------------------------------- startup
 
-    async def _load(self) -> Engine:
+    async def _load(self) -> LivenessEngine:
         await check_schema(self.settings.database_url)
         async with self.sessions() as session:
             classes = await repository.list_classes(session)
@@ -103,13 +104,29 @@ class MonitorService:
                 lost_after=self.settings.lost_after,
             ),
         )
-        engine = Engine(
+        # Timing settings given explicitly (env or flags) override the stored default
+        # class, so `CLAWBEAT_GRACE=...` means what it says even on an old database.
+        explicit = self.settings.model_fields_set & {"grace", "missed_limit", "lost_after"}
+        if explicit:
+            base = policies[DEFAULT_CLASS]
+            policies[DEFAULT_CLASS] = Policy(
+                interval=base.interval,
+                grace=self.settings.grace if "grace" in explicit else base.grace,
+                missed_limit=self.settings.missed_limit
+                if "missed_limit" in explicit
+                else base.missed_limit,
+                lost_after=self.settings.lost_after
+                if "lost_after" in explicit
+                else base.lost_after,
+            )
+        self._explicit_default = policies[DEFAULT_CLASS] if explicit else None
+        engine = LivenessEngine(
             classes=policies,
             default_interval=self.settings.default_interval,
             will_hold=self.settings.will_hold,
         )
         now, wall = time.monotonic(), time.time()
-        engine.load([engine_snapshot(s) for s in snapshots], now=now, wall=wall)
+        engine.load([engine_snapshot(s) for s in snapshots], now, wall)
         self._overrides = {s.id: s.interval_override for s in snapshots}
         self._maintenance = {s.id: s.in_maintenance for s in snapshots if s.in_maintenance}
         log.info("loaded %d devices and %d classes", len(snapshots), len(policies))
@@ -122,7 +139,7 @@ class MonitorService:
     ) -> EventResult:
         assert self.engine is not None
         before = self.engine.snapshot(device_id) if not retained else None
-        result = self.engine.on_heartbeat(device_id, hb, now=now, wall=wall, retained=retained)
+        result = self.engine.heartbeat(device_id, hb, now, wall, retained=retained)
         if result.outcome in (Outcome.ACCEPTED, Outcome.RECONNECTED):
             self._latest[device_id] = _Latest(hb.fw, hb.metrics)
             latency_ms = None if result.latency is None else result.latency * 1000.0
@@ -152,9 +169,7 @@ class MonitorService:
         self, device_id: str, presence: Presence, *, retained: bool, now: float, wall: float
     ) -> EventResult:
         assert self.engine is not None
-        result = self.engine.on_presence(
-            device_id, presence, now=now, wall=wall, retained=retained
-        )
+        result = self.engine.presence(device_id, presence, now, wall, retained=retained)
         self._apply(result.transitions)
         return result
 
@@ -252,7 +267,10 @@ class MonitorService:
     def _apply_config(self, classes: list[DeviceClass], snapshots: list[StoredDevice]) -> None:
         assert self.engine is not None
         now, wall = time.monotonic(), time.time()
-        self.engine.set_classes({c.name: policy_from_class(c) for c in classes})
+        policies = {c.name: policy_from_class(c) for c in classes}
+        if self._explicit_default is not None:
+            policies[DEFAULT_CLASS] = self._explicit_default
+        self.engine.set_classes(policies)
         for snap in snapshots:
             if self.engine.snapshot(snap.id) is None:
                 continue
@@ -265,7 +283,7 @@ class MonitorService:
             if self._maintenance.get(snap.id, False) != snap.in_maintenance:
                 self._maintenance[snap.id] = snap.in_maintenance
                 self._apply(
-                    self.engine.set_maintenance(snap.id, snap.in_maintenance, now=now, wall=wall)
+                    self.engine.set_maintenance(snap.id, snap.in_maintenance, now, wall)
                 )
         log.info("applied configuration changes")
 
@@ -294,6 +312,8 @@ class MonitorService:
 
     def _on_disconnected(self) -> None:
         assert self.engine is not None
+        if self._stop.is_set():
+            return
         # Blind, not dead: the devices may be fine. Freeze every timeout until we see again.
         self.engine.suspend(time.monotonic())
         log.warning("blind: broker connection lost, device timeouts suspended")

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from functools import wraps
 from typing import Any, Final, ParamSpec, TypeVar
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 from sqlalchemy import URL, event, make_url, pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import (
@@ -258,9 +258,7 @@ _R = TypeVar("_R")
 
 def translates_errors(
     operation: str,
-) -> Callable[
-    [Callable[_P, Coroutine[Any, Any, _R]]], Callable[_P, Coroutine[Any, Any, _R]]
-]:
+) -> Callable[[Callable[_P, Coroutine[Any, Any, _R]]], Callable[_P, Coroutine[Any, Any, _R]]]:
     """Decorate a repository coroutine so it raises only store errors."""
 
     def decorate(

@@ -1,0 +1,80 @@
+"""Broker URLs: ``mqtt://user:pass@host:1883`` and ``mqtts://`` for TLS."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import quote, unquote, urlsplit
+
+from device_client.errors import InvalidBrokerUrl
+
+DEFAULT_PORTS: Final = {"mqtt": 1883, "mqtts": 8883}
+_PASSWORD_RE: Final = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^:@/]*):[^@/]*@")
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerUrl:
+    """A parsed broker URL. ``password`` is kept out of ``repr`` so it never reaches logs."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)
+
+    def without_credentials(self) -> BrokerUrl:
+        return dataclasses.replace(self, username=None, password=None)
+
+    def redacted(self) -> str:
+        """The URL for log lines: user shown, password never."""
+        scheme = "mqtts" if self.tls else "mqtt"
+        user = f"{quote(self.username, safe='')}@" if self.username else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{user}{host}:{self.port}"
+
+
+def redact(url: str) -> str:
+    """Hide the password of a URL string that may not even parse."""
+    return _PASSWORD_RE.sub(r"\1:***@", url)
+
+
+def parse_broker_url(url: str) -> BrokerUrl:
+    """Parse ``mqtt://[user[:password]@]host[:port]`` (``mqtts://`` for TLS).
+
+    User and password are percent-decoded, so a password containing ``@`` or ``:`` is
+    written ``%40`` / ``%3A``. Ports default to 1883 (mqtt) and 8883 (mqtts).
+
+    Args:
+        url: the broker URL.
+
+    Returns:
+        The parsed URL.
+
+    Raises:
+        InvalidBrokerUrl: for another scheme, a missing host, a bad port, or a path,
+            query or fragment (none of which MQTT over TCP has).
+    """
+    shown = redact(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidBrokerUrl(shown, str(exc)) from None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        raise InvalidBrokerUrl(shown, "the scheme must be mqtt:// or mqtts:// (TLS)")
+    if not parts.hostname:
+        raise InvalidBrokerUrl(shown, "no host")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise InvalidBrokerUrl(shown, "a broker URL has no path, query or fragment")
+    if port == 0:
+        raise InvalidBrokerUrl(shown, "port 0")
+    return BrokerUrl(
+        host=parts.hostname,
+        port=port or DEFAULT_PORTS[scheme],
+        tls=scheme == "mqtts",
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+    )

@@ -1,0 +1,37 @@
+"""Helpers shared by the monitor's subcommands: settings from env + flags, DB sessions."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from monitor.settings import MonitorSettings
+from monitor.store.database import create_engine_for, make_session_factory
+
+
+def add_database_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database-url",
+        help="SQLAlchemy URL (env CLAWBEAT_DATABASE_URL; default sqlite ./clawbeat.db)",
+    )
+
+
+def settings_from(args: argparse.Namespace, **overrides: Any) -> MonitorSettings:
+    """Environment first, then any flag the user actually gave."""
+    flags = {k: v for k, v in vars(args).items() if v is not None and k in MonitorSettings.model_fields}
+    flags.update(overrides)
+    return MonitorSettings(**flags)
+
+
+@asynccontextmanager
+async def db_session(url: str) -> AsyncIterator[AsyncSession]:
+    engine = create_engine_for(url)
+    try:
+        async with make_session_factory(engine)() as session:
+            yield session
+    finally:
+        await engine.dispose()

@@ -1,0 +1,165 @@
+"""``clawbeat devices ...`` and ``clawbeat classes ...``: ops changes.
+
+Changes are written to the database and announced by bumping a configuration version
+that the running monitor polls; the monitor applies them to its engine and pushes
+interval changes to devices on their retained config topics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from device_client.protocol import validate_device_id, validate_interval
+from monitor.cli_common import add_database_option, db_session, settings_from
+from monitor.service import CONFIG_VERSION_KEY
+from monitor.store import repository
+from monitor.store.rows import ClassSpec
+
+
+def add_manage_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    devices = subparsers.add_parser("devices", help="change a device: interval, class, ...")
+    dsub = devices.add_subparsers(dest="devices_command", required=True, metavar="COMMAND")
+    p = dsub.add_parser("set-interval", help="override a device's interval (pushed to it)")
+    p.add_argument("device_id")
+    p.add_argument("seconds", help="seconds, or 'clear' to drop the override")
+    add_database_option(p)
+    p.set_defaults(func=_set_interval)
+    p = dsub.add_parser("set-class", help="put a device in a class")
+    p.add_argument("device_id")
+    p.add_argument("class_name")
+    add_database_option(p)
+    p.set_defaults(func=_set_class)
+    p = dsub.add_parser("maintenance", help="suspend (on) or resume (off) timing of a device")
+    p.add_argument("device_id")
+    p.add_argument("mode", choices=["on", "off"])
+    add_database_option(p)
+    p.set_defaults(func=_maintenance)
+    p = dsub.add_parser("forget", help="delete a device and its history")
+    p.add_argument("device_id")
+    add_database_option(p)
+    p.set_defaults(func=_forget)
+
+    classes = subparsers.add_parser("classes", help="device classes (criticality, timing)")
+    csub = classes.add_subparsers(dest="classes_command", required=True, metavar="COMMAND")
+    p = csub.add_parser("list", help="list classes")
+    add_database_option(p)
+    p.set_defaults(func=_list_classes)
+    p = csub.add_parser("set", help="create or update a class")
+    p.add_argument("name")
+    p.add_argument("--interval", type=float, help="expected seconds between heartbeats")
+    p.add_argument("--grace", type=float, default=10.0, help="seconds (%(default)s)")
+    p.add_argument("--missed-limit", type=int, default=3, help="(%(default)s)")
+    p.add_argument("--lost-after", type=float, default=86400.0, help="seconds (%(default)s)")
+    p.add_argument("--description", default="")
+    add_database_option(p)
+    p.set_defaults(func=_set_class_spec)
+    p = csub.add_parser("remove", help="delete an unused class")
+    p.add_argument("name")
+    add_database_option(p)
+    p.set_defaults(func=_remove_class)
+
+
+async def _bump(session: AsyncSession) -> None:
+    await repository.set_meta(
+        session, key=CONFIG_VERSION_KEY, value=uuid.uuid4().hex, now=datetime.now(UTC)
+    )
+
+
+def _change(args: argparse.Namespace, action: str) -> int:
+    async def run() -> None:
+        async with db_session(settings_from(args).database_url) as session:
+            now = datetime.now(UTC)
+            if action == "interval":
+                seconds = None if args.seconds == "clear" else validate_interval(
+                    float(args.seconds), field="seconds")
+                await repository.set_interval_override(
+                    session, device_id=validate_device_id(args.device_id), interval=seconds,
+                    now=now)
+            elif action == "class":
+                await repository.set_device_class(
+                    session, device_id=args.device_id, class_name=args.class_name, now=now)
+            elif action == "maintenance":
+                await repository.set_maintenance(
+                    session, device_id=args.device_id, in_maintenance=args.mode == "on",
+                    now=now)
+            elif action == "forget":
+                await repository.delete_device(session, device_id=args.device_id)
+            await _bump(session)
+            await session.commit()
+
+    try:
+        asyncio.run(run())
+    except ValueError as exc:
+        print(f"invalid value: {exc}")
+        return 2
+    print("ok (the running monitor applies it within a second)")
+    return 0
+
+
+def _set_interval(args: argparse.Namespace) -> int:
+    return _change(args, "interval")
+
+
+def _set_class(args: argparse.Namespace) -> int:
+    return _change(args, "class")
+
+
+def _maintenance(args: argparse.Namespace) -> int:
+    return _change(args, "maintenance")
+
+
+def _forget(args: argparse.Namespace) -> int:
+    return _change(args, "forget")
+
+
+def _list_classes(args: argparse.Namespace) -> int:
+    async def run() -> list[tuple[str, ...]]:
+        async with db_session(settings_from(args).database_url) as session:
+            return [
+                (c.name, str(c.interval or "device"), str(c.grace), str(c.missed_limit),
+                 str(c.lost_after or "never"), c.description)
+                for c in await repository.list_classes(session)
+            ]
+
+    rows = [("CLASS", "INTERVAL", "GRACE", "MISSED", "LOST AFTER", "DESCRIPTION"),
+            *asyncio.run(run())]
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def _set_class_spec(args: argparse.Namespace) -> int:
+    spec = ClassSpec(name=validate_device_id(args.name), interval=args.interval,
+                     grace=args.grace, missed_limit=args.missed_limit,
+                     lost_after=args.lost_after, description=args.description)
+
+    async def run() -> None:
+        async with db_session(settings_from(args).database_url) as session:
+            if await repository.get_class(session, name=spec.name) is None:
+                await repository.create_class(session, spec=spec)
+            else:
+                await repository.update_class(session, spec=spec)
+            await _bump(session)
+            await session.commit()
+
+    asyncio.run(run())
+    print(f"class {spec.name!r} saved")
+    return 0
+
+
+def _remove_class(args: argparse.Namespace) -> int:
+    async def run() -> None:
+        async with db_session(settings_from(args).database_url) as session:
+            await repository.delete_class(session, name=args.name)
+            await _bump(session)
+            await session.commit()
+
+    asyncio.run(run())
+    print(f"class {args.name!r} removed")
+    return 0

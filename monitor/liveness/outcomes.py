@@ -1,0 +1,36 @@
+"""What an event did, so the shell can count it and act on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from monitor.liveness.states import Transition
+
+
+class Outcome(StrEnum):
+    ACCEPTED = "accepted"
+    """Fresh evidence for the current session, recorded."""
+    RECONNECTED = "reconnected"
+    """Fresh evidence carrying a new session: the device reconnected; adopted."""
+    DUPLICATE = "duplicate"
+    """Heartbeat with seq <= the last seq of the current session: counted, nothing else."""
+    STALE_SESSION = "stale-session"
+    """Names a session that has ended or was replaced: ignored."""
+    RETAINED_CLAIM = "retained-claim"
+    """A retained replay: recorded as a claim, refreshes no deadline and no state."""
+    WILL_HELD = "will-held"
+    """A will for the current session, held until a new session or the hold ends."""
+    IGNORED_IN_MAINTENANCE = "ignored-in-maintenance"
+    """Would have changed state, but the device is in maintenance."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventResult:
+    outcome: Outcome
+    transitions: tuple[Transition, ...] = ()
+    latency: float | None = None
+    """Receive wall clock minus the device's ``ts``, for accepted fresh heartbeats
+    that carry one: transport latency plus the device's clock skew (one sample cannot
+    tell them apart; negative means the device clock runs ahead). Never used for a
+    verdict."""

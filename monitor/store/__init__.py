@@ -1,0 +1,1 @@
+"""Persistence: models, migrations, repository queries and the write-behind writer."""

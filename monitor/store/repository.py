@@ -1,0 +1,520 @@
+"""Queries and statements. Every function takes the session first and keywords after.
+
+The caller (the shell) opens the session and commits; nothing here commits, so several
+calls can share one transaction. Functions return ORM objects that are complete when
+returned (no relationship is ever lazy-loaded) or plain values from
+:mod:`monitor.store.rows`.
+
+Batch writes use ``INSERT ... ON CONFLICT``, which PostgreSQL and SQLite spell the same
+way but SQLAlchemy builds per dialect; :func:`_insert` picks the right one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import fields, replace
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import ColumnElement, Table, case, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from monitor.store.database import translates_errors
+from monitor.store.errors import (
+    ClassExists,
+    ClassInUse,
+    ClassNotFound,
+    DeviceNotFound,
+    StoreError,
+)
+from monitor.store.models import (
+    DEFAULT_CLASS,
+    Base,
+    Device,
+    DeviceClass,
+    HeartbeatRollup,
+    Transition,
+)
+from monitor.store.rows import ClassSpec, DeviceRow, DeviceSnapshot, RollupRow, TransitionRow
+
+_devices: Final[Table] = Base.metadata.tables["devices"]
+_transitions: Final[Table] = Base.metadata.tables["transitions"]
+_rollups: Final[Table] = Base.metadata.tables["heartbeat_rollups"]
+_classes: Final[Table] = Base.metadata.tables["device_classes"]
+_meta: Final[Table] = Base.metadata.tables["monitor_meta"]
+
+# Rows per statement: below both drivers' bind-parameter limits (asyncpg 32767,
+# SQLite 32766) for the widest table, and small enough to keep one statement short.
+CHUNK_ROWS: Final = 2_000
+_LOAD_PARTITION: Final = 10_000
+_ROLLUP_FIELDS: Final = tuple(f.name for f in fields(RollupRow))
+
+
+def _insert(session: AsyncSession, table: Table) -> postgresql.Insert | sqlite.Insert:
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise StoreError(f"unsupported database dialect {dialect!r}")
+
+
+def _chunks(rows: Sequence[dict[str, Any]]) -> Iterable[Sequence[dict[str, Any]]]:
+    for start in range(0, len(rows), CHUNK_ROWS):
+        yield rows[start : start + CHUNK_ROWS]
+
+
+def _greatest(current: ColumnElement[Any], incoming: ColumnElement[Any]) -> ColumnElement[Any]:
+    # GREATEST ignores NULLs on PostgreSQL but SQLite's max() returns NULL if either
+    # side is NULL; a CASE behaves the same on both.
+    return case(
+        (incoming.is_(None), current),
+        (current.is_(None), incoming),
+        (incoming > current, incoming),
+        else_=current,
+    )
+
+
+# --- runtime writes (the write-behind writer) ---------------------------------------
+
+
+@translates_errors("upsert devices")
+async def upsert_devices(session: AsyncSession, *, rows: Iterable[DeviceRow], now: datetime) -> int:
+    """Insert or update the runtime columns of each device; the last row per id wins.
+
+    Configuration columns (class, override, tags, maintenance) are left alone on
+    update and take their defaults on insert. Returns the number of rows written.
+    """
+    latest: dict[str, DeviceRow] = {row.id: row for row in rows}
+    params = [
+        {
+            "id": row.id,
+            "state": row.state,
+            "since": row.since,
+            "reason": row.reason,
+            "session": row.session,
+            "last_seq": row.last_seq,
+            "last_seen": row.last_seen,
+            "announced_interval": row.announced_interval,
+            "fw": row.fw,
+            "latest_metrics": dict(row.latest_metrics) if row.latest_metrics is not None else None,
+            "first_seen": row.first_seen or now,
+            "updated_at": now,
+        }
+        for row in latest.values()
+    ]
+    if not params:
+        return 0
+    stmt = _insert(session, _devices)
+    excluded = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[_devices.c.id],
+        set_={
+            "state": excluded.state,
+            "since": excluded.since,
+            "reason": excluded.reason,
+            "session": excluded.session,
+            "last_seq": excluded.last_seq,
+            "last_seen": excluded.last_seen,
+            "announced_interval": excluded.announced_interval,
+            "fw": func.coalesce(excluded.fw, _devices.c.fw),
+            "latest_metrics": func.coalesce(excluded.latest_metrics, _devices.c.latest_metrics),
+            "updated_at": excluded.updated_at,
+        },
+    )
+    for chunk in _chunks(params):
+        await session.execute(stmt, chunk)
+    return len(params)
+
+
+@translates_errors("insert transitions")
+async def insert_transitions(session: AsyncSession, *, rows: Iterable[TransitionRow]) -> int:
+    """Append transitions in the given order; a ``uid`` already stored is skipped.
+
+    Returns the number of rows handed over (skipped duplicates included).
+    """
+    params = [
+        {
+            "uid": row.uid,
+            "device_id": row.device_id,
+            "old_state": row.old_state,
+            "new_state": row.new_state,
+            "reason": row.reason,
+            "session": row.session,
+            "at": row.at,
+        }
+        for row in rows
+    ]
+    if not params:
+        return 0
+    stmt = _insert(session, _transitions).on_conflict_do_nothing(
+        index_elements=[_transitions.c.uid]
+    )
+    for chunk in _chunks(params):
+        await session.execute(stmt, chunk)
+    return len(params)
+
+
+@translates_errors("add heartbeat rollups")
+async def add_rollups(session: AsyncSession, *, rows: Iterable[RollupRow]) -> int:
+    """Add each row's figures to the stored (device, minute) row, creating it if needed."""
+    merged: dict[tuple[str, datetime], RollupRow] = {}
+    for row in rows:
+        key = (row.device_id, row.minute)
+        if key in merged:
+            merged[key].merge(row)
+        else:
+            # A copy: merging must not change the caller's row.
+            merged[key] = replace(row)
+    params = [{name: getattr(row, name) for name in _ROLLUP_FIELDS} for row in merged.values()]
+    if not params:
+        return 0
+    stmt = _insert(session, _rollups)
+    excluded = stmt.excluded
+    column = _rollups.c
+    added = ("count", "missed", "latency_count", "latency_sum_ms", "jitter_count", "jitter_sum_ms")
+    set_: dict[str, ColumnElement[Any]] = {name: column[name] + excluded[name] for name in added}
+    for name in ("latency_max_ms", "jitter_max_ms"):
+        set_[name] = _greatest(column[name], excluded[name])
+    stmt = stmt.on_conflict_do_update(index_elements=[column.device_id, column.minute], set_=set_)
+    for chunk in _chunks(params):
+        await session.execute(stmt, chunk)
+    return len(params)
+
+
+@translates_errors("change device state")
+async def compare_and_set_state(
+    session: AsyncSession,
+    *,
+    device_id: str,
+    old_state: str,
+    new_state: str,
+    at: datetime,
+    reason: str | None = None,
+    device_session: str | None = None,
+) -> bool:
+    """Move a device from ``old_state`` to ``new_state`` and record the transition.
+
+    Two monitor replicas (or a replica and an operator) can both decide to change the
+    same device, e.g. both sweep it to ``lost``. The ``WHERE state = :old`` makes the
+    database pick one winner: the loser's UPDATE matches no row, it records no
+    transition and gets ``False``, so a state change and its alert happen once.
+    """
+    result = await session.execute(
+        update(_devices)
+        .where(_devices.c.id == device_id, _devices.c.state == old_state)
+        .values(state=new_state, since=at, reason=reason, updated_at=at)
+    )
+    if _rowcount(result) != 1:
+        return False
+    await session.execute(
+        _transitions.insert().values(
+            uid=uuid.uuid4(),
+            device_id=device_id,
+            old_state=old_state,
+            new_state=new_state,
+            reason=reason,
+            session=device_session,
+            at=at,
+        )
+    )
+    return True
+
+
+def _rowcount(result: object) -> int:
+    count = getattr(result, "rowcount", -1)
+    return count if isinstance(count, int) else -1
+
+
+# --- reads ----------------------------------------------------------------------------
+
+
+@translates_errors("load devices")
+async def load_devices(session: AsyncSession) -> list[DeviceSnapshot]:
+    """Every device, as the monitor needs it to rebuild its in-memory state at startup.
+
+    Streamed in partitions so a million devices do not sit twice in memory (driver
+    rows and snapshots) at once.
+    """
+    c = _devices.c
+    stmt = select(
+        c.id,
+        c.state,
+        c.since,
+        c.reason,
+        c.session,
+        c.last_seq,
+        c.last_seen,
+        c.announced_interval,
+        c.interval_override,
+        c.class_name,
+        c.in_maintenance,
+    ).order_by(c.id)
+    snapshots: list[DeviceSnapshot] = []
+    result = await session.stream(stmt)
+    async for partition in result.partitions(_LOAD_PARTITION):
+        snapshots.extend(
+            DeviceSnapshot(
+                id=row.id,
+                state=row.state,
+                since=row.since,
+                reason=row.reason,
+                session=row.session,
+                last_seq=row.last_seq,
+                last_seen=row.last_seen,
+                announced_interval=row.announced_interval,
+                interval_override=row.interval_override,
+                class_name=row.class_name,
+                in_maintenance=bool(row.in_maintenance),
+            )
+            for row in partition
+        )
+    return snapshots
+
+
+@translates_errors("get device")
+async def get_device(session: AsyncSession, *, device_id: str) -> Device | None:
+    # populate_existing: the operator writes below are Core UPDATEs, which do not
+    # refresh objects this session already holds.
+    return await session.get(Device, device_id, populate_existing=True)
+
+
+@translates_errors("list devices")
+async def list_devices(
+    session: AsyncSession,
+    *,
+    state: str | None = None,
+    class_name: str | None = None,
+    in_maintenance: bool | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[Device]:
+    """Devices ordered by id, optionally filtered; ``limit``/``offset`` page through them."""
+    stmt = (
+        select(Device)
+        .order_by(Device.id)
+        .offset(offset)
+        .limit(limit)
+        .execution_options(populate_existing=True)
+    )
+    if state is not None:
+        stmt = stmt.where(Device.state == state)
+    if class_name is not None:
+        stmt = stmt.where(Device.class_name == class_name)
+    if in_maintenance is not None:
+        stmt = stmt.where(Device.in_maintenance == in_maintenance)
+    return list((await session.scalars(stmt)).all())
+
+
+@translates_errors("count devices")
+async def count_devices_by_state(session: AsyncSession) -> dict[str, int]:
+    rows = await session.execute(select(_devices.c.state, func.count()).group_by(_devices.c.state))
+    return {state: int(count) for state, count in rows.tuples()}
+
+
+@translates_errors("list transitions")
+async def list_transitions(
+    session: AsyncSession,
+    *,
+    device_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+    newest_first: bool = False,
+) -> list[Transition]:
+    """Transitions with ``since <= at < until``, in the order they happened.
+
+    Ties on ``at`` are broken by insertion order (``id``), which the writer keeps equal
+    to the order the monitor produced them in.
+    """
+    stmt = select(Transition)
+    if device_id is not None:
+        stmt = stmt.where(Transition.device_id == device_id)
+    if since is not None:
+        stmt = stmt.where(Transition.at >= since)
+    if until is not None:
+        stmt = stmt.where(Transition.at < until)
+    if newest_first:
+        stmt = stmt.order_by(Transition.at.desc(), Transition.id.desc())
+    else:
+        stmt = stmt.order_by(Transition.at, Transition.id)
+    return list((await session.scalars(stmt.limit(limit))).all())
+
+
+@translates_errors("list heartbeat rollups")
+async def list_rollups(
+    session: AsyncSession, *, device_id: str, since: datetime, until: datetime
+) -> list[HeartbeatRollup]:
+    """Per-minute rows with ``since <= minute < until``, oldest first."""
+    stmt = (
+        select(HeartbeatRollup)
+        .where(
+            HeartbeatRollup.device_id == device_id,
+            HeartbeatRollup.minute >= since,
+            HeartbeatRollup.minute < until,
+        )
+        .order_by(HeartbeatRollup.minute)
+        .execution_options(populate_existing=True)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+# --- operator writes ----------------------------------------------------------------------
+
+
+async def _update_device(session: AsyncSession, device_id: str, values: Mapping[str, Any]) -> None:
+    result = await session.execute(
+        update(_devices).where(_devices.c.id == device_id).values(**values)
+    )
+    if _rowcount(result) == 0:
+        raise DeviceNotFound(device_id)
+
+
+@translates_errors("set interval override")
+async def set_interval_override(
+    session: AsyncSession, *, device_id: str, interval: float | None, now: datetime
+) -> None:
+    """Pin a device's expected interval (``None`` returns to its class or announcement)."""
+    await _update_device(session, device_id, {"interval_override": interval, "updated_at": now})
+
+
+@translates_errors("set device class")
+async def set_device_class(
+    session: AsyncSession, *, device_id: str, class_name: str, now: datetime
+) -> None:
+    # Checked first so the caller gets ClassNotFound instead of a foreign key error
+    # that would also abort a PostgreSQL transaction.
+    if await session.get(DeviceClass, class_name) is None:
+        raise ClassNotFound(class_name)
+    await _update_device(session, device_id, {"class_name": class_name, "updated_at": now})
+
+
+@translates_errors("set maintenance")
+async def set_maintenance(
+    session: AsyncSession, *, device_id: str, in_maintenance: bool, now: datetime
+) -> None:
+    await _update_device(session, device_id, {"in_maintenance": in_maintenance, "updated_at": now})
+
+
+@translates_errors("set tags")
+async def set_tags(
+    session: AsyncSession, *, device_id: str, tags: Sequence[str], now: datetime
+) -> None:
+    await _update_device(session, device_id, {"tags": list(tags), "updated_at": now})
+
+
+@translates_errors("delete device")
+async def delete_device(session: AsyncSession, *, device_id: str) -> None:
+    """Forget a device and its history (transitions and rollups)."""
+    result = await session.execute(delete(_devices).where(_devices.c.id == device_id))
+    if _rowcount(result) == 0:
+        raise DeviceNotFound(device_id)
+    await session.execute(delete(_transitions).where(_transitions.c.device_id == device_id))
+    await session.execute(delete(_rollups).where(_rollups.c.device_id == device_id))
+
+
+@translates_errors("prune history")
+async def prune_history(
+    session: AsyncSession,
+    *,
+    transitions_before: datetime | None = None,
+    rollups_before: datetime | None = None,
+) -> tuple[int, int]:
+    """Delete transitions and rollups older than the given times; returns both counts."""
+    removed_transitions = removed_rollups = 0
+    if transitions_before is not None:
+        result = await session.execute(
+            delete(_transitions).where(_transitions.c.at < transitions_before)
+        )
+        removed_transitions = max(_rowcount(result), 0)
+    if rollups_before is not None:
+        result = await session.execute(delete(_rollups).where(_rollups.c.minute < rollups_before))
+        removed_rollups = max(_rowcount(result), 0)
+    return removed_transitions, removed_rollups
+
+
+# --- device classes ---------------------------------------------------------------------
+
+
+def _class_values(spec: ClassSpec) -> dict[str, Any]:
+    return {
+        "interval": spec.interval,
+        "grace": spec.grace,
+        "missed_limit": spec.missed_limit,
+        "lost_after": spec.lost_after,
+        "description": spec.description,
+    }
+
+
+@translates_errors("create device class")
+async def create_class(session: AsyncSession, *, spec: ClassSpec) -> DeviceClass:
+    # ON CONFLICT DO NOTHING rather than catching a unique violation: on PostgreSQL a
+    # failed statement aborts the caller's whole transaction.
+    stmt = (
+        _insert(session, _classes)
+        .values(name=spec.name, **_class_values(spec))
+        .on_conflict_do_nothing(index_elements=[_classes.c.name])
+    )
+    if _rowcount(await session.execute(stmt)) != 1:
+        raise ClassExists(spec.name)
+    created = await session.get(DeviceClass, spec.name, populate_existing=True)
+    assert created is not None
+    return created
+
+
+@translates_errors("get device class")
+async def get_class(session: AsyncSession, *, name: str) -> DeviceClass | None:
+    return await session.get(DeviceClass, name, populate_existing=True)
+
+
+@translates_errors("list device classes")
+async def list_classes(session: AsyncSession) -> list[DeviceClass]:
+    stmt = select(DeviceClass).order_by(DeviceClass.name)
+    return list((await session.scalars(stmt.execution_options(populate_existing=True))).all())
+
+
+@translates_errors("update device class")
+async def update_class(session: AsyncSession, *, spec: ClassSpec) -> DeviceClass:
+    result = await session.execute(
+        update(_classes).where(_classes.c.name == spec.name).values(**_class_values(spec))
+    )
+    if _rowcount(result) == 0:
+        raise ClassNotFound(spec.name)
+    updated = await session.get(DeviceClass, spec.name, populate_existing=True)
+    assert updated is not None
+    return updated
+
+
+@translates_errors("delete device class")
+async def delete_class(session: AsyncSession, *, name: str) -> None:
+    """Delete an unused class; ``default`` and classes with devices are refused."""
+    if name == DEFAULT_CLASS:
+        raise ClassInUse(name, devices=0)
+    members = await session.scalar(
+        select(func.count()).select_from(_devices).where(_devices.c.class_name == name)
+    )
+    if members:
+        raise ClassInUse(name, devices=int(members))
+    result = await session.execute(delete(_classes).where(_classes.c.name == name))
+    if _rowcount(result) == 0:
+        raise ClassNotFound(name)
+
+
+# --- monitor metadata ---------------------------------------------------------------------
+
+
+@translates_errors("read monitor metadata")
+async def get_meta(session: AsyncSession, *, key: str) -> str | None:
+    return await session.scalar(select(_meta.c.value).where(_meta.c.key == key))
+
+
+@translates_errors("write monitor metadata")
+async def set_meta(session: AsyncSession, *, key: str, value: str, now: datetime) -> None:
+    stmt = _insert(session, _meta).values(key=key, value=value, updated_at=now)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[_meta.c.key],
+        set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+    )
+    await session.execute(stmt)

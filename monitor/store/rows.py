@@ -1,0 +1,112 @@
+"""Plain values the shell hands to the store and gets back.
+
+No SQLAlchemy here: the liveness shell builds these without touching the ORM, and the
+write-behind writer can hold a million of them cheaply (``slots``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    """The runtime state of one device, as the monitor knows it now.
+
+    ``fw`` and ``latest_metrics`` left as ``None`` keep the stored values (a presence
+    message carries neither). ``first_seen`` is only used when the row is new; it
+    defaults to the flush time.
+    """
+
+    id: str
+    state: str
+    since: datetime
+    reason: str | None = None
+    session: str | None = None
+    last_seq: int | None = None
+    last_seen: datetime | None = None
+    announced_interval: float | None = None
+    fw: str | None = None
+    latest_metrics: Mapping[str, Any] | None = None
+    first_seen: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionRow:
+    """One state change. ``uid`` makes retried inserts idempotent."""
+
+    device_id: str
+    old_state: str | None
+    new_state: str
+    at: datetime
+    reason: str | None = None
+    session: str | None = None
+    uid: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+@dataclass(slots=True)
+class RollupRow:
+    """Heartbeat figures for one device and one minute, to be added to what is stored."""
+
+    device_id: str
+    minute: datetime
+    count: int = 0
+    missed: int = 0
+    latency_count: int = 0
+    latency_sum_ms: float = 0.0
+    latency_max_ms: float | None = None
+    jitter_count: int = 0
+    jitter_sum_ms: float = 0.0
+    jitter_max_ms: float | None = None
+
+    def merge(self, other: RollupRow) -> None:
+        """Add ``other`` (same device and minute) into this row."""
+        self.count += other.count
+        self.missed += other.missed
+        self.latency_count += other.latency_count
+        self.latency_sum_ms += other.latency_sum_ms
+        self.latency_max_ms = _max(self.latency_max_ms, other.latency_max_ms)
+        self.jitter_count += other.jitter_count
+        self.jitter_sum_ms += other.jitter_sum_ms
+        self.jitter_max_ms = _max(self.jitter_max_ms, other.jitter_max_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSnapshot:
+    """What the monitor needs of each device to rebuild its state at startup."""
+
+    id: str
+    state: str
+    since: datetime
+    reason: str | None
+    session: str | None
+    last_seq: int | None
+    last_seen: datetime | None
+    announced_interval: float | None
+    interval_override: float | None
+    class_name: str
+    in_maintenance: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ClassSpec:
+    """The settable fields of a device class (see :class:`monitor.store.models.DeviceClass`)."""
+
+    name: str
+    interval: float | None = None
+    grace: float = 2.0
+    missed_limit: int = 3
+    lost_after: float | None = 86_400.0
+    description: str = ""
+
+
+def _max(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
