@@ -22,7 +22,9 @@ def add_database_option(parser: argparse.ArgumentParser) -> None:
 
 def settings_from(args: argparse.Namespace, **overrides: Any) -> MonitorSettings:
     """Environment first, then any flag the user actually gave."""
-    flags = {k: v for k, v in vars(args).items() if v is not None and k in MonitorSettings.model_fields}
+    flags = {
+        k: v for k, v in vars(args).items() if v is not None and k in MonitorSettings.model_fields
+    }
     flags.update(overrides)
     return MonitorSettings(**flags)
 

@@ -43,6 +43,8 @@ def _downgrade(args: argparse.Namespace) -> int:
 def _current(args: argparse.Namespace) -> int:
     url = settings_from(args).database_url
     rev = asyncio.run(migrate.current(url))
-    print(f"{display_url(url)}: schema at {rev or 'nothing (empty database)'}; "
-          f"this clawbeat needs {migrate.head()}")
+    print(
+        f"{display_url(url)}: schema at {rev or 'nothing (empty database)'}; "
+        f"this clawbeat needs {migrate.head()}"
+    )
     return 0 if rev == migrate.head() else 1

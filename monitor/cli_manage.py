@@ -75,18 +75,22 @@ def _change(args: argparse.Namespace, action: str) -> int:
         async with db_session(settings_from(args).database_url) as session:
             now = datetime.now(UTC)
             if action == "interval":
-                seconds = None if args.seconds == "clear" else validate_interval(
-                    float(args.seconds), field="seconds")
+                seconds = (
+                    None
+                    if args.seconds == "clear"
+                    else validate_interval(float(args.seconds), field="seconds")
+                )
                 await repository.set_interval_override(
-                    session, device_id=validate_device_id(args.device_id), interval=seconds,
-                    now=now)
+                    session, device_id=validate_device_id(args.device_id), interval=seconds, now=now
+                )
             elif action == "class":
                 await repository.set_device_class(
-                    session, device_id=args.device_id, class_name=args.class_name, now=now)
+                    session, device_id=args.device_id, class_name=args.class_name, now=now
+                )
             elif action == "maintenance":
                 await repository.set_maintenance(
-                    session, device_id=args.device_id, in_maintenance=args.mode == "on",
-                    now=now)
+                    session, device_id=args.device_id, in_maintenance=args.mode == "on", now=now
+                )
             elif action == "forget":
                 await repository.delete_device(session, device_id=args.device_id)
             await _bump(session)
@@ -121,13 +125,21 @@ def _list_classes(args: argparse.Namespace) -> int:
     async def run() -> list[tuple[str, ...]]:
         async with db_session(settings_from(args).database_url) as session:
             return [
-                (c.name, str(c.interval or "device"), str(c.grace), str(c.missed_limit),
-                 str(c.lost_after or "never"), c.description)
+                (
+                    c.name,
+                    str(c.interval or "device"),
+                    str(c.grace),
+                    str(c.missed_limit),
+                    str(c.lost_after or "never"),
+                    c.description,
+                )
                 for c in await repository.list_classes(session)
             ]
 
-    rows = [("CLASS", "INTERVAL", "GRACE", "MISSED", "LOST AFTER", "DESCRIPTION"),
-            *asyncio.run(run())]
+    rows = [
+        ("CLASS", "INTERVAL", "GRACE", "MISSED", "LOST AFTER", "DESCRIPTION"),
+        *asyncio.run(run()),
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
@@ -135,9 +147,14 @@ def _list_classes(args: argparse.Namespace) -> int:
 
 
 def _set_class_spec(args: argparse.Namespace) -> int:
-    spec = ClassSpec(name=validate_device_id(args.name), interval=args.interval,
-                     grace=args.grace, missed_limit=args.missed_limit,
-                     lost_after=args.lost_after, description=args.description)
+    spec = ClassSpec(
+        name=validate_device_id(args.name),
+        interval=args.interval,
+        grace=args.grace,
+        missed_limit=args.missed_limit,
+        lost_after=args.lost_after,
+        description=args.description,
+    )
 
     async def run() -> None:
         async with db_session(settings_from(args).database_url) as session:

@@ -21,8 +21,10 @@ from monitor.store.models import Device
 
 COLUMNS = ("DEVICE", "STATE", "SINCE", "LAST SEEN", "CLASS", "INTERVAL", "REASON")
 # Worst first: what needs attention leads the table.
-_ORDER = {s: i for i, s in enumerate(["lost", "offline", "stale", "late", "unknown",
-                                      "maintenance", "online"])}
+_ORDER = {
+    s: i
+    for i, s in enumerate(["lost", "offline", "stale", "late", "unknown", "maintenance", "online"])
+}
 
 
 def add_status_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,8 +35,12 @@ def add_status_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         p = subparsers.add_parser(name, help=helptext, description=helptext)
         p.add_argument("--state", choices=[s.value for s in State], help="only this state")
         p.add_argument("--class", dest="class_name", help="only this device class")
-        p.add_argument("--limit", type=int, default=None if name == "status" else 40,
-                       help="at most this many rows")
+        p.add_argument(
+            "--limit",
+            type=int,
+            default=None if name == "status" else 40,
+            help="at most this many rows",
+        )
         add_database_option(p)
         if name == "status":
             p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
@@ -75,8 +81,9 @@ def _rows(devices: Sequence[Device], now: datetime) -> list[tuple[str, ...]]:
 def render_table(devices: Sequence[Device], now: datetime) -> str:
     rows = [COLUMNS, *_rows(devices, now)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                     for r in rows)
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
 
 
 async def _fetch(args: argparse.Namespace) -> tuple[list[Device], dict[str, int]]:
@@ -99,12 +106,19 @@ def _status(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     if args.json:
         for d in devices[: args.limit]:
-            print(json.dumps({
-                "device": d.id, "state": d.state, "since": d.since.isoformat(),
-                "last_seen": d.last_seen.isoformat() if d.last_seen else None,
-                "class": d.class_name, "reason": d.reason,
-                "interval": d.interval_override or d.announced_interval,
-            }))
+            print(
+                json.dumps(
+                    {
+                        "device": d.id,
+                        "state": d.state,
+                        "since": d.since.isoformat(),
+                        "last_seen": d.last_seen.isoformat() if d.last_seen else None,
+                        "class": d.class_name,
+                        "reason": d.reason,
+                        "interval": d.interval_override or d.announced_interval,
+                    }
+                )
+            )
         return 0
     print(_summary(counts))
     ordered = sorted(devices, key=lambda d: (_ORDER.get(d.state, 9), d.id))
@@ -119,8 +133,10 @@ def _watch(args: argparse.Namespace) -> int:
             devices, counts = asyncio.run(_fetch(args))
             now = datetime.now(UTC)
             ordered = sorted(devices, key=lambda d: (_ORDER.get(d.state, 9), d.id))
-            screen = (f"clawbeat watch  {now:%Y-%m-%d %H:%M:%S}Z  (Ctrl-C to quit)\n"
-                      f"{_summary(counts)}\n\n{render_table(ordered[: args.limit], now)}\n")
+            screen = (
+                f"clawbeat watch  {now:%Y-%m-%d %H:%M:%S}Z  (Ctrl-C to quit)\n"
+                f"{_summary(counts)}\n\n{render_table(ordered[: args.limit], now)}\n"
+            )
             sys.stdout.write(("\x1b[H\x1b[2J" if tty else "") + screen)
             sys.stdout.flush()
             time.sleep(args.interval)

@@ -20,7 +20,7 @@ from broker.acl import MONITOR_USER, OPS_USER
 from broker.cli import service_credentials
 from broker.runner import BrokerProcess
 
-SIM_PASSWORD_FILE = "sim-password"
+SIM_PASSWORD_FILE = "sim-password"  # noqa: S105 - a file name, not a password
 
 
 def add_demo_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -57,6 +57,7 @@ def run_demo(args: argparse.Namespace) -> int:
     if upgrade.returncode != 0:
         broker.stop()
         return upgrade.returncode
+    names = ["monitor", "simulate"]
     children = [
         subprocess.Popen([*exe, "monitor"], env=env),
         subprocess.Popen(
@@ -91,9 +92,9 @@ def run_demo(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop)
     code = 0
     while not stopping:
-        for child in children:
+        for name, child in zip(names, children, strict=True):
             if child.poll() is not None:
-                print(f"demo: {child.args[3]} exited with {child.returncode}", file=sys.stderr)
+                print(f"demo: {name} exited with {child.returncode}", file=sys.stderr)
                 stopping, code = True, 1
         time.sleep(0.5)
     for child in reversed(children):

@@ -129,9 +129,7 @@ class MqttLink:
                     0, min(self._opts.backoff_cap, self._opts.backoff_base * 2**failures)
                 )
                 if self.connected or failures == 1:
-                    self._log.warning(
-                        "broker connection lost (%s); reconnecting with backoff", exc
-                    )
+                    self._log.warning("broker connection lost (%s); reconnecting with backoff", exc)
                 else:
                     self._log.debug("reconnect attempt %d failed: %s", failures, exc)
                 self._mark_down()
@@ -174,10 +172,11 @@ class MqttLink:
                 if self._pending.get(topic) is item:
                     del self._pending[topic]
 
-    async def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until every queued publish has gone out (or the timeout passes)."""
-        deadline = time.monotonic() + timeout
-        while self._pending and self.connected and time.monotonic() < deadline:
+    async def flush(self, within: float = 5.0) -> bool:
+        """Wait until every queued publish has gone out (or ``within`` seconds pass)."""
+        deadline = time.monotonic() + within
+        # Polling is fine here: this runs once, at shutdown.
+        while self._pending and self.connected and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         return not self._pending
 

@@ -48,5 +48,3 @@ def summary_payload(counts: Mapping[str, int], *, at: float) -> bytes:
 
 def monitor_presence_payload(state: str, *, since: float, instance: str) -> bytes:
     return _dump({"state": state, "since": iso(since), "instance": instance})
-
-

@@ -228,8 +228,9 @@ class MonitorService:
         assert self.engine is not None
         for snap in self.engine.drain_dirty():
             latest = self._latest.pop(snap.device_id, None)
-            self.writer.put_device(device_row(snap, latest.fw if latest else None,
-                                              latest.metrics if latest else None))
+            self.writer.put_device(
+                device_row(snap, latest.fw if latest else None, latest.metrics if latest else None)
+            )
 
     async def _summary_loop(self) -> None:
         assert self.engine is not None
@@ -282,9 +283,7 @@ class MonitorService:
                 self._push_config(snap.id, snap.interval_override)
             if self._maintenance.get(snap.id, False) != snap.in_maintenance:
                 self._maintenance[snap.id] = snap.in_maintenance
-                self._apply(
-                    self.engine.set_maintenance(snap.id, snap.in_maintenance, now, wall)
-                )
+                self._apply(self.engine.set_maintenance(snap.id, snap.in_maintenance, now, wall))
         log.info("applied configuration changes")
 
     def _push_config(self, device_id: str, interval: float | None) -> None:
@@ -297,7 +296,8 @@ class MonitorService:
     # ------------------------------------------------------------ connection
 
     async def _on_connected(self) -> None:
-        assert self.engine is not None and self.link is not None
+        assert self.engine is not None
+        assert self.link is not None
         now = time.monotonic()
         if not self._warmed_up:
             # Warm-up starts at the first connection: only then can devices be heard.
@@ -374,7 +374,7 @@ class MonitorService:
             if task.get_name() not in ("writer", "mqtt"):
                 task.cancel()
         self._drain_dirty()
-        await self.link.flush(timeout=3)
+        await self.link.flush(within=3)
         await self.writer.close()
         await self.link.stop(Outgoing(self.topics.monitor_presence, offline, retain=True))
         for task in tasks:

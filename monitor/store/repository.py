@@ -311,7 +311,7 @@ async def list_devices(
 @translates_errors("count devices")
 async def count_devices_by_state(session: AsyncSession) -> dict[str, int]:
     rows = await session.execute(select(_devices.c.state, func.count()).group_by(_devices.c.state))
-    return {state: int(count) for state, count in rows.tuples()}
+    return {state: int(count) for state, count in rows}
 
 
 @translates_errors("list transitions")

@@ -1,0 +1,65 @@
+"""Monitor settings and broker URLs: env prefix, secrets from files, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from monitor.broker_url import parse_broker_url
+from monitor.errors import ConfigError
+from monitor.publish import status_payload, summary_payload
+from monitor.settings import MonitorSettings
+
+
+def test_env_prefix_and_secret_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret\n")
+    db = tmp_path / "db"
+    db.write_text("postgresql://u@h/clawbeat\n")
+    monkeypatch.setenv("CLAWBEAT_MQTT_URL", "mqtts://monitor@broker:8883")
+    monkeypatch.setenv("CLAWBEAT_MQTT_PASSWORD_FILE", str(secret))
+    monkeypatch.setenv("CLAWBEAT_DATABASE_URL_FILE", str(db))
+    monkeypatch.setenv("CLAWBEAT_GRACE", "4")
+    settings = MonitorSettings()
+    assert settings.mqtt_password is not None
+    assert settings.mqtt_password.get_secret_value() == "s3cret"
+    assert settings.database_url == "postgresql://u@h/clawbeat"
+    assert settings.grace == 4.0
+    assert "grace" in settings.model_fields_set
+
+
+def test_invalid_settings_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLAWBEAT_TOPIC_ROOT", "bad/+/root")
+    with pytest.raises(ValidationError, match="topic root"):
+        MonitorSettings()
+    monkeypatch.delenv("CLAWBEAT_TOPIC_ROOT")
+    monkeypatch.setenv("CLAWBEAT_MISSED_LIMIT", "0")
+    with pytest.raises(ValidationError, match="missed_limit"):
+        MonitorSettings()
+
+
+def test_broker_urls() -> None:
+    plain = parse_broker_url("mqtt://monitor:p%40ss@example.org")
+    assert (plain.host, plain.port, plain.tls) == ("example.org", 1883, False)
+    assert (plain.username, plain.password) == ("monitor", "p@ss")
+    tls = parse_broker_url("mqtts://example.org")
+    assert (tls.port, tls.tls, tls.username) == (8883, True, None)
+    for bad in ("http://x", "mqtt://", "mqtt://h:notaport"):
+        with pytest.raises(ConfigError, match="invalid broker URL"):
+            parse_broker_url(bad)
+
+
+def test_status_and_summary_payloads() -> None:
+    raw = status_payload(
+        device_id="d1", state="stale", since=0.0, last_seen=None, reason="stopped-beating",
+        session="s1", interval=30.0, device_class="default",
+    )  # fmt: skip
+    assert raw == (
+        b'{"device":"d1","state":"stale","since":"1970-01-01T00:00:00.000Z","last_seen":null,'
+        b'"reason":"stopped-beating","session":"s1","interval":30.0,"class":"default"}'
+    )
+    assert summary_payload({"online": 2, "late": 0}, at=0.0) == (
+        b'{"total":2,"counts":{"online":2},"at":"1970-01-01T00:00:00.000Z"}'
+    )
