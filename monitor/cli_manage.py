@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import uuid
 from datetime import UTC, datetime
 
@@ -96,11 +97,13 @@ def _change(args: argparse.Namespace, action: str) -> int:
             await _bump(session)
             await session.commit()
 
-    try:
-        asyncio.run(run())
-    except ValueError as exc:
-        print(f"invalid value: {exc}")
-        return 2
+    if action == "interval" and args.seconds != "clear":
+        try:
+            float(args.seconds)
+        except ValueError:
+            print(f"invalid seconds {args.seconds!r}: a number or 'clear'", file=sys.stderr)
+            return 2
+    asyncio.run(run())
     print("ok (the running monitor applies it within a second)")
     return 0
 

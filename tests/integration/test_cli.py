@@ -1,0 +1,96 @@
+"""The ``clawbeat`` command as operators use it: help, broker tooling, db, classes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from broker.passwords import list_users
+
+SUBCOMMANDS = [
+    "monitor", "status", "watch", "devices", "classes", "db", "device", "simulate",
+    "broker", "demo",
+]  # fmt: skip
+
+
+def clawbeat(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+             input_text: str | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "monitor.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        input=input_text,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_help_lists_every_subcommand() -> None:
+    result = clawbeat("--help")
+    assert result.returncode == 0
+    for name in SUBCOMMANDS:
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_every_subcommand_has_help(name: str) -> None:
+    result = clawbeat(name, "--help")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) > 3
+
+
+def test_broker_users_are_hashed_by_mosquitto_passwd(tmp_path: Path) -> None:
+    passwd = tmp_path / "passwd"
+    pw = tmp_path / "pw.txt"
+    pw.write_text("hunter2-but-longer\n")
+    result = clawbeat("broker", "add-user", "pump-7", "--password-file", str(pw),
+                      "--file", str(passwd))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    result = clawbeat("broker", "add-devices", "--prefix", "sim-", "--count", "3",
+                      "--password", "x1", "--file", str(passwd))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert list_users(passwd) == ["pump-7", "sim-00000", "sim-00001", "sim-00002"]
+    text = passwd.read_text()
+    assert "hunter2" not in text
+    assert text.count("$7$") == 4  # mosquitto's PBKDF2-SHA512 format
+    assert oct(passwd.stat().st_mode & 0o777) == "0o600"
+    bad = clawbeat("broker", "add-devices", "--prefix", "bad/", "--count", "1",
+                   "--password", "x", "--file", str(passwd))  # fmt: skip
+    assert bad.returncode == 2
+    assert "invalid device id" in bad.stderr
+
+
+def test_broker_acl_for_another_root() -> None:
+    result = clawbeat("broker", "acl", "--root", "fleet/v1")
+    assert result.returncode == 0
+    assert "pattern write fleet/v1/devices/%u/heartbeat" in result.stdout
+    assert clawbeat("broker", "acl", "--root", "bad/#").returncode == 2
+
+
+def test_db_classes_and_devices_on_sqlite(tmp_path: Path) -> None:
+    env = {"CLAWBEAT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'c.db'}"}
+    current = clawbeat("db", "current", env=env)
+    assert current.returncode == 1
+    assert "this clawbeat needs" in current.stdout
+    assert clawbeat("db", "upgrade", env=env).returncode == 0
+    assert clawbeat("db", "current", env=env).returncode == 0
+    saved = clawbeat("classes", "set", "critical", "--interval", "10", "--grace", "3", env=env)
+    assert saved.returncode == 0, saved.stderr
+    listed = clawbeat("classes", "list", env=env)
+    assert "critical" in listed.stdout
+    assert "default" in listed.stdout
+    missing = clawbeat("devices", "set-interval", "no-such-device", "5", env=env)
+    assert missing.returncode == 2
+    assert "no-such-device" in missing.stderr
+    hostile = clawbeat("devices", "set-interval", "a/b", "5", env=env)
+    assert hostile.returncode == 2
+    assert "invalid device id" in hostile.stderr
+    status = clawbeat("status", env=env)
+    assert status.returncode == 0
+    assert "0 devices" in status.stdout
