@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from broker.acl import MONITOR_USER, OPS_USER
+from broker.certs import generate_dev_certs
 from broker.errors import BrokerToolError
 from broker.passwords import mosquitto_passwd
 from broker.runner import BrokerProcess, mosquitto_binary
@@ -35,6 +38,19 @@ def check_mosquitto_installed() -> str | None:
     return None
 
 
+_CERTS: Path | None = None
+
+
+def _shared_certs() -> Path:
+    """Dev TLS material made once per test process (openssl RSA keygen takes ~1 s)."""
+    global _CERTS  # noqa: PLW0603 - a per-process cache
+    if _CERTS is None:
+        directory = Path(tempfile.mkdtemp(prefix="clawbeat-test-tls-"))
+        generate_dev_certs(directory)
+        _CERTS = directory
+    return _CERTS
+
+
 class TestBroker:
     """A running broker plus the credentials of its service users."""
 
@@ -47,6 +63,7 @@ class TestBroker:
         self.ops_user = OPS_USER
         self.ops_password = secrets.token_urlsafe(12)
         self.device_passwords: dict[str, str] = {}
+        shutil.copytree(_shared_certs(), self.process.certs.ca_cert.parent, dirs_exist_ok=True)
         self.process.prepare(
             {self.monitor_user: self.monitor_password, self.ops_user: self.ops_password}
         )
