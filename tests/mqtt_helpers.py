@@ -59,7 +59,9 @@ class MqttProbe:
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         with self._cond:
-            self.messages.append(Received(msg.topic, bytes(msg.payload), msg.retain, time.monotonic()))
+            self.messages.append(
+                Received(msg.topic, bytes(msg.payload), msg.retain, time.monotonic())
+            )
             self._cond.notify_all()
 
     def connect(self, timeout: float = 5.0) -> Any:
