@@ -11,6 +11,7 @@ and shown. A device's own timestamp is only a latency/skew figure.
 from __future__ import annotations
 
 import asyncio
+import gc
 import contextlib
 import logging
 import signal
@@ -85,7 +86,6 @@ class MonitorService:
         self._config_version: str | None = None
         self._overrides: dict[str, float | None] = {}
         self._maintenance: dict[str, bool] = {}
-        self._explicit_default: Policy | None = None
 
     # ----------------------------------------------------------------- startup
 
@@ -95,31 +95,7 @@ class MonitorService:
             classes = await repository.list_classes(session)
             snapshots = await repository.load_devices(session)
             self._config_version = await repository.get_meta(session, key=CONFIG_VERSION_KEY)
-        policies = {c.name: policy_from_class(c) for c in classes}
-        policies.setdefault(
-            DEFAULT_CLASS,
-            Policy(
-                grace=self.settings.grace,
-                missed_limit=self.settings.missed_limit,
-                lost_after=self.settings.lost_after,
-            ),
-        )
-        # Timing settings given explicitly (env or flags) override the stored default
-        # class, so `CLAWBEAT_GRACE=...` means what it says even on an old database.
-        explicit = self.settings.model_fields_set & {"grace", "missed_limit", "lost_after"}
-        if explicit:
-            base = policies[DEFAULT_CLASS]
-            policies[DEFAULT_CLASS] = Policy(
-                interval=base.interval,
-                grace=self.settings.grace if "grace" in explicit else base.grace,
-                missed_limit=self.settings.missed_limit
-                if "missed_limit" in explicit
-                else base.missed_limit,
-                lost_after=self.settings.lost_after
-                if "lost_after" in explicit
-                else base.lost_after,
-            )
-        self._explicit_default = policies[DEFAULT_CLASS] if explicit else None
+        policies = self._policies(classes)
         engine = LivenessEngine(
             classes=policies,
             default_interval=self.settings.default_interval,
@@ -130,6 +106,10 @@ class MonitorService:
         self._overrides = {s.id: s.interval_override for s in snapshots}
         self._maintenance = {s.id: s.in_maintenance for s in snapshots if s.in_maintenance}
         log.info("loaded %d devices and %d classes", len(snapshots), len(policies))
+        # A million long-lived device records would make every full GC pass walk them
+        # all (~0.5 s stalls); they live as long as the process, so take them out of it.
+        gc.collect()
+        gc.freeze()
         return engine
 
     # ------------------------------------------------------------ ingest sink
@@ -265,13 +245,39 @@ class MonitorService:
             self._config_version = version
             self._apply_config(classes, snapshots)
 
+    def _policies(self, classes: list[DeviceClass]) -> dict[str, Policy]:
+        policies = {c.name: policy_from_class(c) for c in classes}
+        policies.setdefault(
+            DEFAULT_CLASS,
+            Policy(
+                grace=self.settings.grace,
+                missed_limit=self.settings.missed_limit,
+                lost_after=self.settings.lost_after,
+            ),
+        )
+        # Timing settings given explicitly (env or flags) override the stored default
+        # class, so `CLAWBEAT_GRACE=...` means what it says even on an old database.
+        # Only those fields: the rest of the default class follows the database, also
+        # when ops change it at run time (`clawbeat classes set default --lost-after`).
+        explicit = self.settings.model_fields_set & {"grace", "missed_limit", "lost_after"}
+        if explicit:
+            base = policies[DEFAULT_CLASS]
+            policies[DEFAULT_CLASS] = Policy(
+                interval=base.interval,
+                grace=self.settings.grace if "grace" in explicit else base.grace,
+                missed_limit=self.settings.missed_limit
+                if "missed_limit" in explicit
+                else base.missed_limit,
+                lost_after=self.settings.lost_after
+                if "lost_after" in explicit
+                else base.lost_after,
+            )
+        return policies
+
     def _apply_config(self, classes: list[DeviceClass], snapshots: list[StoredDevice]) -> None:
         assert self.engine is not None
         now, wall = time.monotonic(), time.time()
-        policies = {c.name: policy_from_class(c) for c in classes}
-        if self._explicit_default is not None:
-            policies[DEFAULT_CLASS] = self._explicit_default
-        self.engine.set_classes(policies)
+        self.engine.set_classes(self._policies(classes))
         for snap in snapshots:
             if self.engine.snapshot(snap.id) is None:
                 continue
@@ -303,8 +309,9 @@ class MonitorService:
             # Warm-up starts at the first connection: only then can devices be heard.
             self.engine.start_warmup(now, self.settings.warmup)
             self._warmed_up = True
-        else:
-            self.engine.resume(now)
+        # run() starts the engine blind (suspended); the first connection must resume it
+        # too, or no deadline or held will would ever fire.
+        self.engine.resume(now)
         self.link.publish(
             self.topics.monitor_presence,
             monitor_presence_payload("online", since=time.time(), instance=self.instance),

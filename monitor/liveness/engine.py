@@ -82,9 +82,15 @@ Blind (the monitor lost the broker)
       before now + interval + grace (held wills: now + will_hold): devices get time to
       reconnect; nothing from the blind period becomes a transition. Applied lazily
       as entries pop, so resuming costs O(1).
+  R16 Warm-up takes precedence over that re-arm, whatever order the shell calls them
+      in (a shell typically starts blind, then on its first connection starts warm-up
+      and resumes): warm-up already gives every device time to show up, and its end
+      must judge persisted evidence, not a re-arm. So ``start_warmup`` cancels a
+      pending re-arm, and ``resume`` during warm-up instead extends warm-up to at
+      least now + its length.
 
 Ops
-  R16 Overrides and class changes recompute deadlines at once (a shorter interval can
+  R17 Overrides and class changes recompute deadlines at once (a shorter interval can
       make a device late on the next tick). Ops commands naming an untracked device
       raise :class:`UnknownDevice`.
 """
@@ -157,8 +163,12 @@ class LivenessEngine:
         self._dirty: set[str] = set()
         self._shared_intervals: dict[float, float] = {}
         self._warmup_end: float | None = None
+        self._warmup_length = 0.0
         self._blind_since: float | None = None
-        self._resumed_at = -INF
+        # Floors left by the last resume (R15): device deadlines and held wills apart,
+        # because warm-up cancels only the former (R16).
+        self._deadlines_resumed_at = -INF
+        self._wills_resumed_at = -INF
 
     # ------------------------------------------------------------------ properties
 
@@ -251,7 +261,7 @@ class LivenessEngine:
         out: _TransitionList = []
         if self._blind_since is not None:
             return out
-        will_floor = self._resumed_at + self._will_hold
+        will_floor = self._wills_resumed_at + self._will_hold
         for device_id, held in self._hold_timers.pop_due(now):
             if held.deadline < will_floor:
                 # The hold ran out while we were blind: the device gets a fresh hold to
@@ -356,7 +366,9 @@ class LivenessEngine:
             )
         elif not 0 <= duration < INF:
             raise InvalidPolicy("must be a finite number of seconds >= 0", field="warmup")
+        self._warmup_length = duration
         self._warmup_end = now + duration
+        self._deadlines_resumed_at = -INF  # R16: warm-up supersedes a blind re-arm
         return self._warmup_end
 
     def suspend(self, now: float) -> None:
@@ -365,12 +377,18 @@ class LivenessEngine:
             self._blind_since = now
 
     def resume(self, now: float) -> None:
-        """The monitor sees again: no deadline before now + interval + grace (R15)."""
-        if self._blind_since is not None:
-            self._blind_since = None
-            # Lazy: each entry checks this floor when it pops, so resume is O(1) even
-            # with a million devices.
-            self._resumed_at = now
+        """The monitor sees again: no deadline before now + interval + grace (R15, R16)."""
+        if self._blind_since is None:
+            return
+        self._blind_since = None
+        # Lazy: each entry checks these floors when it pops, so resume is O(1) even
+        # with a million devices.
+        self._wills_resumed_at = now
+        if self._warmup_end is not None:
+            # R16: listen for a full warm-up after regaining sight, then judge evidence.
+            self._warmup_end = max(self._warmup_end, now + self._warmup_length)
+        else:
+            self._deadlines_resumed_at = now
 
     # ------------------------------------------------------------------------- ops
 
@@ -557,7 +575,7 @@ class LivenessEngine:
         """A device's deadline passed: move it to what its evidence implies (R3)."""
         interval = self._interval(dev)
         policy = dev.policy
-        floor = self._resumed_at + interval + policy.grace
+        floor = self._deadlines_resumed_at + interval + policy.grace
         if dev.deadline < floor:
             # Came due during (or just after) a blind period: re-arm at the floor (R15).
             offset = self._stage_offset(dev.state, interval, policy)
