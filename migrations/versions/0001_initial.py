@@ -57,7 +57,7 @@ def upgrade() -> None:
             {
                 "name": "default",
                 "interval": None,
-                "grace": 2.0,
+                "grace": 10.0,
                 "missed_limit": 3,
                 "lost_after": 86_400.0,
                 "description": "Devices not assigned to a class: trust the interval each announces.",

@@ -86,19 +86,25 @@ def dump_json(value: object) -> str:
 
     Python's ``json`` accepts ``NaN`` in device metrics, but PostgreSQL's jsonb refuses
     it, which would make a whole device row unwritable. JSON has no such numbers, so
-    storing ``null`` is the faithful representation.
+    storing ``null`` is the faithful representation. jsonb refuses the NUL character
+    (``\\u0000``) as well, so NULs in strings become U+FFFD.
     """
     try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
     except ValueError:
         return json.dumps(_finite(value), allow_nan=False, separators=(",", ":"))
+    if "\\u0000" in text:
+        return json.dumps(_finite(value), allow_nan=False, separators=(",", ":"))
+    return text
 
 
 def _finite(value: object) -> object:
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
     if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
+        return {_finite(key): _finite(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [_finite(item) for item in value]
     return value

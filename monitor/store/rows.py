@@ -98,7 +98,7 @@ class ClassSpec:
 
     name: str
     interval: float | None = None
-    grace: float = 2.0
+    grace: float = 10.0
     missed_limit: int = 3
     lost_after: float | None = 86_400.0
     description: str = ""

@@ -16,12 +16,15 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from monitor.store import migrate
+from monitor.store.database import create_engine_for, make_session_factory
 from tests.harness.postgres import (
     PostgresServer,
     PostgresUnavailable,
@@ -40,6 +43,16 @@ def anyio_backend() -> str:
     # asyncpg and aiomqtt are asyncio-only; without this, installing trio would run
     # every async test a second time on a backend they cannot work on.
     return "asyncio"
+
+
+@asynccontextmanager
+async def open_store(url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """The production engine and session factory for ``url``, disposed afterwards."""
+    engine = create_engine_for(url)
+    try:
+        yield make_session_factory(engine)
+    finally:
+        await engine.dispose()
 
 
 def database_name(nodeid: str) -> str:

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -36,8 +37,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Protocol, Self, TypeVar
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
+import docker  # type: ignore[import-untyped]  # comes with testcontainers
 from sqlalchemy import make_url
+
+try:
+    from testcontainers.community.postgres import PostgresContainer
+except ImportError:  # testcontainers before 4.14 had no 'community' package
+    from testcontainers.postgres import PostgresContainer
 
 ENV_URL: Final = "CLAWBEAT_TEST_DATABASE_URL"
 ENV_BINDIR: Final = "CLAWBEAT_PG_BINDIR"
@@ -68,6 +75,15 @@ class PostgresServer(Protocol):
     def close(self) -> None:
         """Release the server (stop and delete it, if it was made for the tests)."""
         ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
 
 
 class RestartableServer(PostgresServer, Protocol):
@@ -105,10 +121,23 @@ def run_coroutine(factory: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A loopback TCP port nobody listens on now, preferably outside the ephemeral range.
+
+    Ports the kernel hands out for ``bind(0)`` come from the same range as the source
+    ports of outgoing connections; a busy test (hundreds of simulated devices) can take
+    such a port between this check and the server binding it, or while a fault test has
+    the server stopped. Below 32768 only listeners compete.
+    """
+    candidates = random.sample(range(20_000, 32_000), 50)
+    for candidate in [*candidates, 0]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            port: int = sock.getsockname()[1]
+            return port
+    raise PostgresUnavailable("no free TCP port on 127.0.0.1")
 
 
 def quote_ident(name: str) -> str:
@@ -242,10 +271,18 @@ class ThrowawayCluster(_ServerBase):
 
     The port is fixed at creation, so URLs stay valid across :meth:`stop` and
     :meth:`start` (fault tests restart the server under a running writer).
+
+    ``crash_safe`` turns ``synchronous_commit`` back on: with it off, a commit is
+    acknowledged before its WAL is written, so ``stop(mode="immediate")`` (a crash)
+    would lose acknowledged commits and a fault test could not tell that loss from a
+    bug. ``fsync`` stays off either way: only the server processes crash, not the OS.
     """
 
-    def __init__(self, *, bindir: Path | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, *, bindir: Path | None = None, port: int | None = None, crash_safe: bool = False
+    ) -> None:
         self.bindir = bindir or find_bindir()
+        self.crash_safe = crash_safe
         self.port = port or free_port()
         self.root = Path(tempfile.mkdtemp(prefix="clawbeat-pg-"))
         self.data_dir = self.root / "data"
@@ -274,7 +311,7 @@ class ThrowawayCluster(_ServerBase):
         )
         try:
             self._init()
-            self.start()
+            self._first_start(explicit_port=port is not None)
         except BaseException:
             self.close()
             raise
@@ -303,9 +340,12 @@ class ThrowawayCluster(_ServerBase):
             check=False,
         )
         if result.returncode != 0:
-            log = self.log_file.read_text(errors="replace")[-2000:] if self.log_file.exists() else ""
+            output = result.stderr.strip() or result.stdout.strip()
+            log = (
+                self.log_file.read_text(errors="replace")[-2000:] if self.log_file.exists() else ""
+            )
             raise PostgresUnavailable(
-                f"{what} failed ({result.returncode}): {result.stderr.strip() or result.stdout.strip()}"
+                f"{what} failed ({result.returncode}): {output}"
                 + (f"\nserver log:\n{log}" if log else "")
             )
 
@@ -328,11 +368,10 @@ class ThrowawayCluster(_ServerBase):
         )
         settings = {
             "listen_addresses": "'127.0.0.1'",
-            "port": str(self.port),
             "unix_socket_directories": f"'{self.socket_dir}'",
             # Durability is worthless for throwaway data; these make DDL-heavy tests fast.
             "fsync": "off",
-            "synchronous_commit": "off",
+            "synchronous_commit": "on" if self.crash_safe else "off",
             "full_page_writes": "off",
             "max_connections": "200",
             "log_min_messages": "warning",
@@ -349,6 +388,8 @@ class ThrowawayCluster(_ServerBase):
                 *self._pg_ctl_command(),
                 "-l",
                 str(self.log_file),
+                "-o",
+                f"-p {self.port}",
                 "-w",
                 "-t",
                 str(_START_TIMEOUT),
@@ -358,6 +399,20 @@ class ThrowawayCluster(_ServerBase):
         )
         self._running = True
         _wait_until_accepting(self.url(), timeout=_START_TIMEOUT)
+
+    def _first_start(self, *, explicit_port: bool) -> None:
+        # The port is given on pg_ctl's command line rather than in postgresql.conf so
+        # that a port taken between free_port() and the bind can be swapped for another.
+        for attempt in range(3):
+            try:
+                self.start()
+            except PostgresUnavailable as exc:
+                taken = "could not bind" in str(exc) or "already in use" in str(exc)
+                if explicit_port or not taken or attempt == 2:
+                    raise
+                self.port = free_port()
+            else:
+                return
 
     def stop(self, *, mode: str = "fast") -> None:
         """Stop the server: ``fast`` disconnects clients, ``immediate`` is a crash."""
@@ -392,26 +447,26 @@ def _stop_and_remove(
 class ContainerCluster(_ServerBase):
     """PostgreSQL in a Docker container (testcontainers), on a fixed host port."""
 
-    def __init__(self, *, image: str = CONTAINER_IMAGE) -> None:
-        from testcontainers.postgres import PostgresContainer  # only where Docker is used
-
+    def __init__(self, *, image: str = CONTAINER_IMAGE, crash_safe: bool = False) -> None:
         self.port = free_port()
+        synchronous_commit = "on" if crash_safe else "off"
         self._password = "clawbeat"
         self._container = (
             PostgresContainer(
                 image, username=_SUPERUSER, password=self._password, dbname="postgres", driver=None
             )
             .with_bind_ports(5432, self.port)
-            .with_command("postgres -c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+            .with_command(
+                "postgres -c fsync=off -c full_page_writes=off "
+                f"-c synchronous_commit={synchronous_commit}"
+            )
         )
         self._container.start()
         self._running = True
         _wait_until_accepting(self.url(), timeout=_START_TIMEOUT)
 
     def url(self, dbname: str = "postgres") -> str:
-        return (
-            f"postgresql+asyncpg://{_SUPERUSER}:{self._password}@127.0.0.1:{self.port}/{dbname}"
-        )
+        return f"postgresql+asyncpg://{_SUPERUSER}:{self._password}@127.0.0.1:{self.port}/{dbname}"
 
     @property
     def running(self) -> bool:
@@ -441,8 +496,6 @@ class ContainerCluster(_ServerBase):
 
 def _docker_problem() -> str | None:
     try:
-        import docker  # type: ignore[import-untyped]  # a dependency of testcontainers
-
         client = docker.from_env(timeout=5)
         client.ping()
         client.close()
@@ -459,18 +512,21 @@ _HOW_TO_FIX: Final = (
 )
 
 
-def obtain_cluster() -> RestartableServer:
-    """A server this process owns and may stop: a local throwaway cluster or a container."""
+def obtain_cluster(*, crash_safe: bool = True) -> RestartableServer:
+    """A server this process owns and may stop: a local throwaway cluster or a container.
+
+    Crash-safe by default, because the reason to own a server is to stop or crash it.
+    """
     problems: list[str] = []
     try:
-        return ThrowawayCluster()
+        return ThrowawayCluster(crash_safe=crash_safe)
     except PostgresUnavailable as exc:
         problems.append(f"local binaries: {exc}")
     if problem := _docker_problem():
         problems.append(f"testcontainers: {problem}")
     else:
         try:
-            return ContainerCluster()
+            return ContainerCluster(crash_safe=crash_safe)
         except Exception as exc:  # image pull or container start: any failure means "no"
             problems.append(f"testcontainers: {type(exc).__name__}: {exc}")
     raise PostgresUnavailable(
@@ -489,6 +545,6 @@ def obtain_server() -> PostgresServer:
         except PostgresUnavailable as exc:
             raise PostgresUnavailable(f"{ENV_URL} is set but unusable: {exc}") from exc
     try:
-        return obtain_cluster()
+        return obtain_cluster(crash_safe=False)
     except PostgresUnavailable as exc:
         raise PostgresUnavailable(f"{exc}\n({ENV_URL} is not set.)") from exc
