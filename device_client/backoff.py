@@ -33,7 +33,7 @@ class Backoff:
 
     def ceiling(self) -> float:
         """The upper bound of the next delay."""
-        return min(self.cap, self.base * 2 ** min(self.failures, _MAX_EXPONENT))
+        return min(self.cap, self.base * 2.0 ** min(self.failures, _MAX_EXPONENT))
 
     def next_delay(self) -> float:
         """Count one more failure and return how long to wait before the next attempt."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import random
 import signal
@@ -25,12 +26,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from typing_extensions import override
+
 from device_client import protocol
 from device_client.backoff import Backoff
 from device_client.core import DeviceCore
 from device_client.endpoint import resolve_endpoint
 from device_client.errors import ConnectRefused
 from device_client.link import PERMANENT_REFUSALS, Link, LinkListener
+from device_client.urls import BrokerUrl
 
 DEFAULT_INTERVAL: Final = 30.0
 DEFAULT_KEEPALIVE: Final = 60
@@ -68,8 +72,8 @@ class Device:
         tls_key: the client certificate's key file.
         interval: seconds between heartbeats until the monitor configures another.
         jitter: random extra delay per heartbeat, seconds (capped at half the interval).
-        keepalive: MQTT keepalive, seconds; the broker publishes the will about
-            1.5 x keepalive after the connection goes silent.
+        keepalive: MQTT keepalive, seconds (at most 300, protocol v1); the broker
+            publishes the will about 1.5 x keepalive after the connection goes silent.
         metrics: called before each heartbeat on the device's loop thread; its mapping
             becomes the heartbeat's ``metrics``. Keep it quick. If it raises or returns
             something that is not JSON, the heartbeat goes out without metrics.
@@ -91,7 +95,7 @@ class Device:
         self,
         *,
         device_id: str,
-        broker: str,
+        broker: str | BrokerUrl,
         username: str | None = None,
         password: str | None = None,
         tls_ca: str | Path | None = None,
@@ -108,8 +112,11 @@ class Device:
         backoff_cap: float = 30.0,
         connect_timeout: float = 10.0,
     ) -> None:
-        if not 1 <= keepalive <= 65535:
-            raise ValueError(f"keepalive must be 1..65535 seconds, got {keepalive}")
+        if not 1 <= keepalive <= protocol.MAX_KEEPALIVE:
+            raise ValueError(
+                f"keepalive must be 1..{protocol.MAX_KEEPALIVE} seconds (protocol v1), "
+                f"got {keepalive}"
+            )
         self._log = logger or logging.getLogger(DEFAULT_LOGGER)
         self._endpoint = resolve_endpoint(
             broker,
@@ -206,10 +213,10 @@ class Device:
             )
             self._thread = self._loop_thread = thread
             thread.start()
-        try:
+        # No outcome yet (a slow TLS handshake, a black-holed address) is not an error: the
+        # device keeps trying in the background.
+        with contextlib.suppress(concurrent.futures.TimeoutError):
             self._first.result(timeout=2 * self._core.connect_timeout + 1)
-        except concurrent.futures.TimeoutError:
-            pass  # still trying (a slow TLS handshake, a black-holed address): not an error
         if self._fatal is not None:
             self._done.wait()
             thread.join()
@@ -261,10 +268,9 @@ class Device:
         if state == _NEW:
             return False
         if state == _RUNNING and loop is not None and link is not None:
-            try:
+            # RuntimeError: the loop already ended (a refused first login).
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(link.stop, timeout)
-            except RuntimeError:
-                pass  # the loop already ended (a refused first login)
         if threading.current_thread() is self._loop_thread:
             return False
         self._done.wait(timeout + 2 * self._core.connect_timeout + 1)
@@ -284,7 +290,9 @@ class Device:
     def _begin(self) -> asyncio.AbstractEventLoop:
         """Build the loop and the link (caller holds ``_lock``)."""
         if self._state != _NEW:
-            raise RuntimeError(f"device {self.device_id!r} was already started")
+            raise RuntimeError(
+                f"device {self.device_id!r} was already started or stopped; make a new Device"
+            )
         self._state = _RUNNING
         if self._endpoint.username not in (None, self.device_id):
             self._log.warning(
@@ -339,6 +347,7 @@ class _DeviceListener(LinkListener):
     def __init__(self, device: Device) -> None:
         self._device = device
 
+    @override
     def on_first_outcome(self, link: Link, error: BaseException | None) -> None:
         device = self._device
         if isinstance(error, ConnectRefused) and error.code in PERMANENT_REFUSALS:
@@ -347,17 +356,20 @@ class _DeviceListener(LinkListener):
         if not device._first.done():
             device._first.set_result(error)
 
+    @override
     def on_connected(self, link: Link) -> None:
         with self._device._cond:
             self._device._connected = True
             self._device._session = link.core.session
             self._device._cond.notify_all()
 
+    @override
     def on_disconnected(self, link: Link) -> None:
         with self._device._cond:
             self._device._connected = False
             self._device._cond.notify_all()
 
+    @override
     def on_stopped(self, link: Link, delivered: bool) -> None:
         device = self._device
         device._delivered = delivered

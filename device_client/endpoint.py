@@ -78,9 +78,7 @@ def resolve_endpoint(
     if not url.tls and (tls_ca or tls_cert or tls_key):
         raise InvalidBrokerUrl(url.redacted(), "TLS files were given: use an mqtts:// URL")
     context = (
-        make_ssl_context(ca_file=tls_ca, cert_file=tls_cert, key_file=tls_key)
-        if url.tls
-        else None
+        make_ssl_context(ca_file=tls_ca, cert_file=tls_cert, key_file=tls_key) if url.tls else None
     )
     return Endpoint(
         host=url.host,

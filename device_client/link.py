@@ -17,6 +17,7 @@ loop for up to ``connect_timeout`` per attempt.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import ssl
@@ -264,14 +265,14 @@ class Link:
         self,
         _client: mqtt.Client,
         _userdata: Any,
-        _flags: mqtt.DisconnectFlags,
+        flags: mqtt.DisconnectFlags,
         reason: ReasonCode,
         _properties: Properties | None,
     ) -> None:
         now = self.loop.time()
         was = self.core.phase
         refusal, self._refusal = self._refusal, None
-        why = self._close_reason or reason.getName()
+        why = self._close_reason or _describe_loss(flags, reason)
         self._close_reason = None
         delay = self.core.connection_lost(now)
         if delay is None:
@@ -280,11 +281,13 @@ class Link:
             return
         if refusal is not None:
             name, code = refusal
-            error = ConnectRefused(self.device_id, self.username, name, code)
-            permanent = code in PERMANENT_REFUSALS
-            self.log.error("%s; retrying in %.1f s", error, delay)
-            self._listener.on_refused(self, error, permanent)
-            self._report_first(error)
+            refused = ConnectRefused(self.device_id, self.username, name, code)
+            self._listener.on_refused(self, refused, code in PERMANENT_REFUSALS)
+            self._report_first(refused)
+            # The listener may have given up (the SDK raises a refused first login to its
+            # caller instead); otherwise say loudly that we keep trying.
+            if not self._finished:
+                self.log.error("%s; retrying in %.1f s", refused, delay)
         elif was is Phase.CONNECTED:
             self.log.warning(
                 "device %s lost its connection (%s); reconnecting in %.1f s",
@@ -357,15 +360,16 @@ class Link:
             while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and _tls_pending(sock):
                 rc = self.client.loop_read()
                 sock = self.client.socket()
-        except Exception:
-            self._crashed("reading")
+        # A bug (ours or paho's) must cost this one connection, not the whole event loop.
+        except Exception as exc:  # noqa: BLE001
+            self._crashed("reading", exc)
         self._after_io()
 
     def _on_writable(self) -> None:
         try:
             self.client.loop_write()
-        except Exception:
-            self._crashed("writing")
+        except Exception as exc:  # noqa: BLE001 - as in _on_readable
+            self._crashed("writing", exc)
         self._after_io()
 
     def _on_timer(self) -> None:
@@ -398,8 +402,8 @@ class Link:
             if self._sock is not None and now >= self._next_misc:
                 self._next_misc = now + self._misc_period
                 self.client.loop_misc()
-        except Exception:
-            self._crashed("on its timer")
+        except Exception as exc:  # noqa: BLE001 - as in _on_readable
+            self._crashed("on its timer", exc)
         self._after_io()
 
     # -- internals -------------------------------------------------------------------------------
@@ -467,24 +471,25 @@ class Link:
     def _drop(self) -> None:
         """Close the connection without DISCONNECT: to the broker, a lost connection."""
         sock = self.client.socket()
-        if sock is None:
+        if not isinstance(sock, socket.socket):  # ssl.SSLSocket is one too
             return
-        try:
+        # OSError: already reset by the peer; paho's read below notices either way.
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # already reset by the peer; paho's read below notices either way
         # paho sees EOF on its next read, closes the socket and calls on_disconnect.
         for _ in range(_DRAIN_READS):
             if self.client.socket() is None:
                 break
             self.client.loop_read()
 
-    def _crashed(self, doing: str) -> None:
-        self.log.exception("device %s: unexpected error while %s", self.device_id, doing)
+    def _crashed(self, doing: str, exc: Exception) -> None:
+        self.log.error("device %s: unexpected error while %s", self.device_id, doing, exc_info=exc)
         try:
             self._drop()
-        except Exception:
-            self.log.exception("device %s: could not drop the connection", self.device_id)
+        except Exception as again:  # the loop must survive this link
+            self.log.error(
+                "device %s: could not drop the connection", self.device_id, exc_info=again
+            )
 
     def _after_io(self) -> None:
         self._sync_writer()
@@ -494,8 +499,9 @@ class Link:
         # paho writes at once when it can; only a full socket buffer (or a packet queued
         # inside a callback) leaves data behind, and only then do we watch for writability.
         sock = self.client.socket()
-        want = sock is not None and self.client.want_write()
+        want = isinstance(sock, socket.socket) and self.client.want_write()
         if want and self._writer_sock is None:
+            assert isinstance(sock, socket.socket)
             self.loop.add_writer(sock, self._on_writable)
             self._writer_sock = sock
         elif not want and self._writer_sock is not None:
@@ -540,3 +546,13 @@ class Link:
 
 def _tls_pending(sock: Any) -> bool:
     return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+
+
+def _describe_loss(flags: mqtt.DisconnectFlags, reason: ReasonCode) -> str:
+    # paho reports a plain EOF or socket error as "Unspecified error"; say what it was.
+    name = reason.getName()
+    if flags.is_disconnect_packet_from_server:
+        return f"the broker sent DISCONNECT: {name}"
+    if name == "Unspecified error":
+        return "connection closed"
+    return name.lower()

@@ -31,6 +31,9 @@ MAX_PAYLOAD_BYTES: Final = 4096
 MIN_INTERVAL: Final = 0.1
 MAX_INTERVAL: Final = 86_400.0
 MAX_SEQ: Final = 2**63 - 1
+# Devices connect with a keepalive of at most this many seconds, so that the broker
+# publishes the will of a silently lost connection promptly (1.5 x keepalive).
+MAX_KEEPALIVE: Final = 300
 
 _ID_RE: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _ROOT_RE: Final = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
@@ -223,6 +226,10 @@ def _load_object(payload: bytes | bytearray | str) -> dict[str, Any]:
         obj = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidPayload(f"not UTF-8 JSON ({exc})") from exc
+    except RecursionError as exc:
+        # A few KiB of '[' nest deeper than the decoder recurses; left uncaught, one
+        # hostile (retained!) message would crash the monitor on every start.
+        raise InvalidPayload("JSON nested too deeply") from exc
     if not isinstance(obj, dict):
         raise InvalidPayload("must be a JSON object")
     return obj

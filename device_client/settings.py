@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from device_client.protocol import DEFAULT_TOPIC_ROOT, validate_topic_root
@@ -23,7 +23,7 @@ DEFAULT_BROKER_URL = "mqtt://127.0.0.1:1883"
 class DeviceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CLAWBEAT_", extra="ignore")
 
-    mqtt_url: str = Field(DEFAULT_BROKER_URL, description="broker address (credentials ignored)")
+    mqtt_url: str = DEFAULT_BROKER_URL  # only its address is used, never its credentials
     mqtt_password: SecretStr | None = None
     mqtt_password_file: Path | None = None
     mqtt_ca_file: Path | None = None

@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from typing_extensions import override
+
 from device_client import protocol
 from device_client.backoff import Backoff
 from device_client.core import DeviceCore
@@ -89,6 +91,8 @@ class FleetOptions:
             raise ValueError("connect_rate must be > 0")
         if not self.report_every > 0:
             raise ValueError("report_every must be > 0")
+        if not 1 <= self.keepalive <= protocol.MAX_KEEPALIVE:
+            raise ValueError(f"keepalive must be 1..{protocol.MAX_KEEPALIVE} seconds")
         protocol.validate_interval(self.interval)
         for device_id in (self.device_id(0), self.device_id(self.devices - 1)):
             protocol.validate_device_id(device_id)
@@ -136,9 +140,10 @@ class FleetStats:
     flaps: int = 0
     shutdowns_acked: int = 0
 
-    def line(self, rate: float) -> str:
+    def line(self, rate: float | None = None) -> str:
+        per_second = f"heartbeats/s={rate:.1f} " if rate is not None else ""
         return (
-            f"fleet: connected={self.connected}/{self.devices} heartbeats/s={rate:.1f} "
+            f"fleet: connected={self.connected}/{self.devices} {per_second}"
             f"heartbeats={self.heartbeats} connects={self.connects} losses={self.losses} "
             f"refused={self.refused} died={self.died} muted={self.muted} flaps={self.flaps}"
         )
@@ -249,12 +254,8 @@ class Fleet(LinkListener):
             sim.link.stop(self.options.stop_timeout)
         self._check_all_stopped()
 
-    async def wait_stopped(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._all_stopped.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+    async def wait_stopped(self) -> None:
+        await self._all_stopped.wait()
 
     # -- faults -------------------------------------------------------------------------------
 
@@ -289,6 +290,7 @@ class Fleet(LinkListener):
 
     # -- LinkListener ----------------------------------------------------------------------------
 
+    @override
     def on_connected(self, link: Link) -> None:
         sim = self._by_link[id(link)]
         if not sim.connected:
@@ -296,16 +298,20 @@ class Fleet(LinkListener):
             self.stats.connected += 1
         self.stats.connects += 1
 
+    @override
     def on_disconnected(self, link: Link) -> None:
         self._mark_disconnected(self._by_link[id(link)])
         self.stats.losses += 1
 
+    @override
     def on_refused(self, link: Link, error: ConnectRefused, permanent: bool) -> None:
         self.stats.refused += 1
 
+    @override
     def on_heartbeat(self, link: Link) -> None:
         self.stats.heartbeats += 1
 
+    @override
     def on_stopped(self, link: Link, delivered: bool) -> None:
         self._mark_disconnected(self._by_link[id(link)])
         self.stats.stopped += 1
@@ -357,12 +363,15 @@ async def run_fleet(
         fleet.start()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), options.duration)
+        # No fleet line from the shutdown itself: its heartbeat rate would be meaningless.
+        reporter.cancel()
         log.info("stopping %d devices", options.devices)
         fleet.stop()
-        if not await fleet.wait_stopped(options.stop_timeout + 2.0):
-            log.warning(
-                "%d devices had not stopped in time", options.devices - fleet.stats.stopped
-            )
+        try:
+            async with asyncio.timeout(options.stop_timeout + 2.0):
+                await fleet.wait_stopped()
+        except TimeoutError:
+            log.warning("%d devices had not stopped in time", options.devices - fleet.stats.stopped)
     finally:
         reporter.cancel()
         for signum in signals:
@@ -372,7 +381,7 @@ async def run_fleet(
         "fleet stopped: %d/%d shutdowns acknowledged; %s",
         stats.shutdowns_acked,
         options.devices,
-        stats.line(0.0),
+        stats.line(),
     )
     return stats
 
