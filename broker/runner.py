@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import IO, Self
 from urllib.parse import quote
@@ -26,11 +26,18 @@ from broker.passwords import add_users
 from device_client.protocol import DEFAULT_TOPIC_ROOT
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+def free_port(host: str = "127.0.0.1", *, exclude: Collection[int] = ()) -> int:
+    """A port nothing listens on now; never one of ``exclude``.
+
+    The kernel may hand out the port it just gave (and we just closed) again, so two
+    calls in a row can return the same port: pass the first as ``exclude``.
+    """
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port: int = sock.getsockname()[1]
+        if port not in exclude:
+            return port
 
 
 def default_template() -> Path:
@@ -77,7 +84,7 @@ class BrokerProcess:
         self.run_dir = run_dir.resolve()
         self.host = host
         self.port = port if port is not None else free_port(host)
-        self.tls_port = tls_port if tls_port is not None else free_port(host)
+        self.tls_port = tls_port if tls_port is not None else free_port(host, exclude=(self.port,))
         self.template = template or default_template()
         self.topic_root = topic_root
         self.conf_path = self.run_dir / "mosquitto.conf"

@@ -10,10 +10,12 @@ from broker.cli import add_broker_parser
 from broker.errors import BrokerToolError
 from device_client.cli import add_device_parser, add_simulate_parser
 from device_client.protocol import ProtocolError
+from monitor.alerts.cli import add_alert_parsers
 from monitor.cli_db import add_db_parser
 from monitor.cli_manage import add_manage_parsers
 from monitor.cli_monitor import add_monitor_parser
 from monitor.cli_status import add_status_parsers
+from monitor.cli_token import add_token_parser
 from monitor.demo import add_demo_parser
 from monitor.errors import MonitorError
 from monitor.store.errors import StoreError
@@ -30,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_monitor_parser(sub)
     add_status_parsers(sub)
     add_manage_parsers(sub)
+    add_alert_parsers(sub)
     add_db_parser(sub)
+    add_token_parser(sub)
     add_device_parser(sub)
     add_simulate_parser(sub)
     add_broker_parser(sub)

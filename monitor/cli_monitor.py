@@ -33,6 +33,12 @@ def add_monitor_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     p.add_argument("--warmup", type=float, help="seconds (default: longest interval + grace)")
     p.add_argument("--flush-interval", type=float, help="write-behind window, seconds (1)")
     p.add_argument("--summary-interval", type=float, help="fleet summary period (5)")
+    p.add_argument(
+        "--http-bind",
+        help="HOST:PORT for the API, dashboard and /metrics (127.0.0.1:8080); '' disables",
+    )
+    p.add_argument("--http-tls-cert", type=Path, help="serve HTTPS with this certificate")
+    p.add_argument("--http-tls-key", type=Path, help="private key for --http-tls-cert")
     p.add_argument("--log-format", choices=["text", "json"], help="log format (text)")
     p.add_argument("--log-level", help="log level (INFO)")
     p.set_defaults(func=_run)

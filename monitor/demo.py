@@ -36,6 +36,7 @@ def add_demo_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     p.add_argument("--tls-port", type=int, default=18883, help="MQTT/TLS port (%(default)s)")
     p.add_argument("--devices", type=int, default=200, help="simulated devices (%(default)s)")
     p.add_argument("--interval", type=float, default=5.0, help="heartbeat s (%(default)s)")
+    p.add_argument("--http-bind", default="127.0.0.1:8080", help="dashboard and API (%(default)s)")
     p.set_defaults(func=run_demo)
 
 
@@ -51,12 +52,21 @@ def run_demo(args: argparse.Namespace) -> int:
     env = {
         **os.environ,
         "CLAWBEAT_MQTT_URL": broker.url(MONITOR_USER, creds[MONITOR_USER]),
+        "CLAWBEAT_HTTP_BIND": args.http_bind,
     }
     exe = [sys.executable, "-m", "monitor.cli"]
     upgrade = subprocess.run([*exe, "db", "upgrade"], env=env, check=False)
     if upgrade.returncode != 0:
         broker.stop()
         return upgrade.returncode
+    # A fresh admin token for the dashboard (tokens live in the demo's database).
+    token = subprocess.run(
+        [*exe, "token", "create", "--scope", "admin", "--name", "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
     names = ["monitor", "simulate"]
     children = [
         subprocess.Popen([*exe, "monitor"], env=env),
@@ -78,6 +88,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(
         f"\nclawbeat demo running: broker {broker.host}:{broker.port}, {args.devices} devices."
         f"\n  watch the fleet:   clawbeat watch"
+        f"\n  dashboard:         http://{args.http_bind}/  (token: {token or 'see stderr'})"
         f"\n  status topics:     mosquitto_sub -L '{ops_url}/clawbeat/v1/status/+' -v"
         f"\n  Ctrl-C stops everything.\n",
         flush=True,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import ssl
 import time
@@ -66,16 +67,34 @@ class MqttLink:
         # Retained status topics only need their latest value, so pending publishes are
         # coalesced per topic while the broker is away: bounded by the number of topics.
         self._pending: dict[str, Outgoing] = {}
+        self._event_seq = 0
         self._wakeup = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         self.connected = False
         self.connects = 0
         self._stopping = False
 
-    def publish(self, topic: str, payload: bytes, *, retain: bool = True, qos: int = 1) -> None:
-        """Queue a publish; sent at once when connected, else after reconnecting."""
-        self._pending.pop(topic, None)  # re-insert so ordering follows the latest update
-        self._pending[topic] = Outgoing(topic, payload, retain, qos)
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        retain: bool = True,
+        qos: int = 1,
+        coalesce: bool = True,
+    ) -> None:
+        """Queue a publish; sent at once when connected, else after reconnecting.
+
+        ``coalesce=False`` for event streams (alerts) where every message matters: each
+        one is queued on its own instead of replacing the topic's pending message. The
+        caller bounds how many it queues.
+        """
+        key = topic
+        if not coalesce:
+            self._event_seq += 1
+            key = f"{topic}\x00{self._event_seq}"
+        self._pending.pop(key, None)  # re-insert so ordering follows the latest update
+        self._pending[key] = Outgoing(topic, payload, retain, qos)
         self._wakeup.set()
 
     @property
@@ -144,21 +163,27 @@ class MqttLink:
             self._on_disconnected()
 
     async def _serve(self, client: aiomqtt.Client) -> None:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._send_loop(client))
-            async for message in client.messages:
-                payload = message.payload
-                if not isinstance(payload, bytes | bytearray):
-                    payload = str(payload).encode()
-                self._on_message(
-                    message.topic.value,
-                    bytes(payload),
-                    bool(message.retain),
-                    time.monotonic(),
-                    time.time(),
-                )
-            # The iterator ends only when the connection does.
-            raise aiomqtt.MqttError("message stream ended")
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._send_loop(client))
+                async for message in client.messages:
+                    payload = message.payload
+                    if not isinstance(payload, bytes | bytearray):
+                        payload = str(payload).encode()
+                    self._on_message(
+                        message.topic.value,
+                        bytes(payload),
+                        bool(message.retain),
+                        time.monotonic(),
+                        time.time(),
+                    )
+                # The iterator ends only when the connection does.
+                raise aiomqtt.MqttError("message stream ended")
+        except* aiomqtt.MqttError as lost:
+            # The TaskGroup wraps errors in an ExceptionGroup, which run()'s reconnect
+            # loop would not catch: a broker restart would end the monitor. Unwrap it.
+            first = lost.exceptions[0]
+            raise first from first.__cause__
 
     async def _send_loop(self, client: aiomqtt.Client) -> None:
         while True:
@@ -167,7 +192,13 @@ class MqttLink:
             while self._pending:
                 topic = next(iter(self._pending))
                 item = self._pending[topic]
-                await client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
+                # No deadline on the broker's PUBACK: while it feeds us a backlog it can
+                # take many seconds (measured: 6 s+ behind 10k heartbeats/s), and timing
+                # out would drop a live connection and the backlog with it. A dead
+                # connection is caught by keepalive, which ends _serve and cancels this.
+                await client.publish(
+                    item.topic, item.payload, qos=item.qos, retain=item.retain, timeout=math.inf
+                )
                 # Only drop it once the broker has it: a failed publish stays pending.
                 if self._pending.get(topic) is item:
                     del self._pending[topic]

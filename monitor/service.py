@@ -17,9 +17,12 @@ import logging
 import signal
 import time
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from device_client.protocol import ConfigUpdate, Heartbeat, Presence, Topics, encode_config
+from monitor.alerts.shell import Alerting
 from monitor.broker_url import parse_broker_url
 from monitor.ingest import Ingest
 from monitor.liveness.engine import LivenessEngine
@@ -37,12 +40,17 @@ from monitor.state_rows import (
     rollup_minute,
     transition_row,
 )
-from monitor.store import repository
+from monitor.store import reports, repository
 from monitor.store.database import create_engine_for, make_session_factory
 from monitor.store.migrate import check_schema
 from monitor.store.models import DeviceClass
 from monitor.store.rows import DeviceSnapshot as StoredDevice
 from monitor.store.writer import WriteBehind
+from monitor.web.events import EventHub, transition_event
+from monitor.web.metrics import ServiceMetrics
+
+if TYPE_CHECKING:
+    from monitor.web.server import HttpServer
 
 log = logging.getLogger("clawbeat.monitor")
 
@@ -75,9 +83,14 @@ class MonitorService:
         self.engine: LivenessEngine | None = None
         self.db = create_engine_for(settings.database_url)
         self.sessions = make_session_factory(self.db)
-        self.writer = WriteBehind(self.sessions, flush_interval=settings.flush_interval)
+        self.events = EventHub()  # live transitions and summaries for dashboards
+        self.metrics = ServiceMetrics(self)  # this instance's own Prometheus registry
+        self.writer = WriteBehind(
+            self.sessions, flush_interval=settings.flush_interval, on_flush=self.metrics.on_flush
+        )
         self.ingest: Ingest | None = None
         self.link: MqttLink | None = None
+        self.alerting = Alerting(settings, self.sessions, self.topics)  # monitor/alerts
         self.counts: Counter[str] = Counter()
         self._latest: dict[str, _Latest] = {}
         self._stop = asyncio.Event()
@@ -86,6 +99,8 @@ class MonitorService:
         self._config_version: str | None = None
         self._overrides: dict[str, float | None] = {}
         self._maintenance: dict[str, bool] = {}
+        self._pushed: dict[str, float | None] = {}  # interval on each config topic
+        self.http: HttpServer | None = None
 
     # ----------------------------------------------------------------- startup
 
@@ -105,6 +120,7 @@ class MonitorService:
         engine.load([engine_snapshot(s) for s in snapshots], now, wall)
         self._overrides = {s.id: s.interval_override for s in snapshots}
         self._maintenance = {s.id: s.in_maintenance for s in snapshots if s.in_maintenance}
+        self._pushed = self._wanted_config(classes, snapshots)
         log.info("loaded %d devices and %d classes", len(snapshots), len(policies))
         # A million long-lived device records would make every full GC pass walk them
         # all (~0.5 s stalls); they live as long as the process, so take them out of it.
@@ -161,7 +177,9 @@ class MonitorService:
         assert self.engine is not None
         for tr in transitions:
             self.counts[f"transition_{tr.new.value}"] += 1
-            self.writer.put_transition(transition_row(tr))
+            row = transition_row(tr)
+            self.writer.put_transition(row)
+            self.alerting.on_transition(tr, row.uid)
             log.info(
                 "device %s: %s -> %s (%s)",
                 tr.device_id,
@@ -172,6 +190,8 @@ class MonitorService:
             snap = self.engine.snapshot(tr.device_id)
             if snap is not None:
                 self._publish_status(snap)
+            if self.events.subscribers:
+                self.events.publish("transition", transition_event(tr, snap))
 
     def _publish_status(self, snap: DeviceSnapshot) -> None:
         if self.link is None:
@@ -196,7 +216,11 @@ class MonitorService:
         assert self.engine is not None
         while True:
             await asyncio.sleep(self.settings.tick_interval)
-            self._apply(self.engine.tick(time.monotonic(), time.time()))
+            transitions = self.engine.tick(time.monotonic(), time.time())
+            if transitions:
+                # Tick transitions are stamped with the wall time their deadline passed.
+                self.metrics.observe_detection(transitions, time.time())
+                self._apply(transitions)
 
     async def _flush_loop(self) -> None:
         """Hand dirty devices to the write-behind once per flush window."""
@@ -278,6 +302,7 @@ class MonitorService:
         assert self.engine is not None
         now, wall = time.monotonic(), time.time()
         self.engine.set_classes(self._policies(classes))
+        wanted = self._wanted_config(classes, snapshots)
         for snap in snapshots:
             if self.engine.snapshot(snap.id) is None:
                 continue
@@ -286,11 +311,55 @@ class MonitorService:
             if old != snap.interval_override:
                 self._overrides[snap.id] = snap.interval_override
                 self.engine.set_interval_override(snap.id, snap.interval_override)
-                self._push_config(snap.id, snap.interval_override)
+            if self._pushed.get(snap.id) != wanted[snap.id]:
+                self._pushed[snap.id] = wanted[snap.id]
+                self._push_config(snap.id, wanted[snap.id])
             if self._maintenance.get(snap.id, False) != snap.in_maintenance:
                 self._maintenance[snap.id] = snap.in_maintenance
                 self._apply(self.engine.set_maintenance(snap.id, snap.in_maintenance, now, wall))
         log.info("applied configuration changes")
+
+    @staticmethod
+    def _wanted_config(
+        classes: list[DeviceClass], snapshots: list[StoredDevice]
+    ) -> dict[str, float | None]:
+        """The interval each device is told: its override, else its class's, else none."""
+        by_class = {c.name: c.interval for c in classes}
+        return {
+            s.id: s.interval_override
+            if s.interval_override is not None
+            else by_class.get(s.class_name)
+            for s in snapshots
+        }
+
+    async def apply_config_change(
+        self, version: str, *, previous: str | None, device_ids: Collection[str] | None
+    ) -> None:
+        """Apply an ops change the caller (the API) just committed, without the poll's delay.
+
+        ``version`` is the config version the caller wrote, replacing ``previous``. Only
+        ``device_ids`` are reloaded (all devices for ``None``, e.g. a class change). The
+        poll loop is told it has seen ``version`` only if it had already applied
+        ``previous`` and nobody bumped the version since: otherwise another change (a
+        CLI's, another replica's) would be skipped, so the poll loop reloads everything
+        as usual.
+        """
+        async with self.sessions() as session:
+            classes = await repository.list_classes(session)
+            if device_ids is None:
+                snapshots = await repository.load_devices(session)
+            else:
+                snapshots = await reports.device_snapshots(session, ids=device_ids)
+            current = await repository.get_meta(session, key=CONFIG_VERSION_KEY)
+        if self.engine is None:
+            return
+        self._apply_config(classes, snapshots)
+        if current == version and previous == self._config_version:
+            self._config_version = version
+
+    @property
+    def started_wall(self) -> float:
+        return self._started_wall
 
     def _push_config(self, device_id: str, interval: float | None) -> None:
         if self.link is None:
@@ -352,12 +421,19 @@ class MonitorService:
             on_connected=self._on_connected,
             on_disconnected=self._on_disconnected,
         )
+        await self.alerting.start(self.engine, self.link)  # open alerts, rules, windows
         # Until the first connection the monitor hears nothing: start blind.
         self.engine.suspend(time.monotonic())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
+        if self.settings.http_bind:
+            # Imported here: FastAPI and uvicorn stay out of CLI commands importing this.
+            from monitor.web.server import HttpServer  # noqa: PLC0415
+
+            self.http = HttpServer(self)
+            self.http.bind()  # a taken port or bad TLS key fails the start, loudly
         tasks = [
             asyncio.create_task(self.writer.run(), name="writer"),
             asyncio.create_task(self.link.run(), name="mqtt"),
@@ -365,7 +441,10 @@ class MonitorService:
             asyncio.create_task(self._flush_loop(), name="flush"),
             asyncio.create_task(self._summary_loop(), name="summary"),
             asyncio.create_task(self._config_loop(), name="config"),
+            asyncio.create_task(self.alerting.run(), name="alerts"),
         ]
+        if self.http is not None:
+            tasks.append(asyncio.create_task(self.http.serve(), name="http"))
         stop_wait = asyncio.create_task(self._stop.wait())
         done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
         failed = [t for t in done if t is not stop_wait and t.exception() is not None]
@@ -381,6 +460,7 @@ class MonitorService:
             if task.get_name() not in ("writer", "mqtt"):
                 task.cancel()
         self._drain_dirty()
+        await self.alerting.close()  # held alerts decided and written, sends finished
         await self.link.flush(within=3)
         await self.writer.close()
         await self.link.stop(Outgoing(self.topics.monitor_presence, offline, retain=True))

@@ -48,8 +48,47 @@ class MonitorSettings(BaseSettings):
     summary_interval: float = Field(5.0, gt=0, le=60)
     tick_interval: float = Field(0.1, gt=0, le=1)
 
+    # Alerting (monitor/alerts; docs/operations.md "Alerting").
+    alert_on_shutdown: bool = Field(False, description="alert when a device announces shutdown")
+    alert_late: bool = Field(False, description="late opens warning alerts (rules route them)")
+    storm_window: float = Field(
+        10.0, ge=0, le=3600, description="seconds a drop is held; drops within it are grouped"
+    )
+    storm_share: float = Field(
+        0.2, gt=0, le=1, description="share of the fleet dropping within storm_window = outage"
+    )
+    storm_min_devices: int = Field(5, ge=2, description="an outage has at least this many")
+    flap_changes: int = Field(6, ge=0, description="more changes in flap_window: flapping; 0 off")
+    flap_window: float = Field(600.0, gt=0, description="seconds; also the quiet to be stable")
+    repeat_every: float = Field(3600.0, ge=0, description="re-notify open alerts; 0 never")
+    escalate_after: float = Field(900.0, ge=0, description="unacknowledged -> escalate; 0 never")
+    alert_retry_base: float = Field(5.0, gt=0, description="first delivery retry after, seconds")
+    alert_retry_cap: float = Field(900.0, gt=0, description="longest delivery retry wait")
+    alert_max_attempts: int = Field(20, ge=1, description="delivery attempts before giving up")
+    alert_send_timeout: float = Field(30.0, gt=0, description="seconds per delivery attempt")
+    alert_poll_interval: float = Field(
+        1.0, gt=0, le=60, description="rules/windows reload and repeat check period"
+    )
+
+    http_bind: str = Field(
+        "127.0.0.1:8080",
+        description="HOST:PORT of the HTTP API, dashboard and /metrics; empty disables",
+    )
+    http_tls_cert: Path | None = Field(None, description="serve HTTPS with this certificate")
+    http_tls_key: Path | None = Field(None, description="private key of http_tls_cert")
+    http_metrics_auth: bool = Field(False, description="require a read token for /metrics")
+    http_ready_max_lag: float = Field(
+        30.0, gt=0, description="/health/ready fails when unwritten data is older than this"
+    )
+
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> MonitorSettings:
+        if (self.http_tls_cert is None) != (self.http_tls_key is None):
+            raise ValueError("http_tls_cert and http_tls_key must be given together")
+        return self
 
     @field_validator("topic_root")
     @classmethod

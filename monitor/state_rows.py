@@ -78,7 +78,9 @@ def device_row(
         last_seq=snap.last_seq,
         last_seen=to_datetime(snap.last_seen_wall),
         announced_interval=snap.announced_interval,
-        fw=fw,
+        # PostgreSQL text cannot hold NUL; the protocol does not forbid one in fw, and a
+        # row the database refuses is dropped (and costs its batch a row-by-row retry).
+        fw=fw.replace("\x00", "\ufffd") if fw else fw,
         latest_metrics=metrics,
     )
 

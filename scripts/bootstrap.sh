@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make this machine able to run clawbeat and its tests: Debian packages (Mosquitto and its
-# clients, PostgreSQL server binaries for the tests' throwaway cluster, openssl), then a
+# clients, PostgreSQL server binaries for the tests' throwaway cluster, openssl, Chromium
+# for the dashboard test), then a
 # virtualenv with the project and its dev tools. Safe to run repeatedly; does nothing
 # that is already done.
 set -euo pipefail
@@ -15,6 +16,8 @@ if ! command -v pg_config >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/init
 fi
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
 command -v make >/dev/null 2>&1 || need+=(make)
+# The dashboard's browser test drives the system Chromium (never `playwright install`).
+command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
 
 if [ ${#need[@]} -gt 0 ]; then
     echo "bootstrap: installing ${need[*]}" >&2

@@ -10,7 +10,7 @@ import pytest
 
 from tests.harness.mosquitto import TestBroker, check_mosquitto_installed
 
-pytest_plugins = ["tests.harness.db_fixtures"]
+pytest_plugins = ["tests.harness.db_fixtures", "tests.harness.api"]
 
 
 @pytest.fixture

@@ -99,9 +99,7 @@ def upgrade() -> None:
             "kind IN ('device', 'outage', 'recoveries')", name="ck_alerts_kind_known"
         ),
         sa.CheckConstraint("status IN ('open', 'resolved')", name="ck_alerts_status_known"),
-        sa.CheckConstraint(
-            "severity IN ('warning', 'critical')", name="ck_alerts_severity_known"
-        ),
+        sa.CheckConstraint("severity IN ('warning', 'critical')", name="ck_alerts_severity_known"),
     )
     op.create_index("ix_alerts_status", "alerts", ["status"])
     op.create_index("ix_alerts_device_id", "alerts", ["device_id"])

@@ -139,8 +139,9 @@ async def count_devices_by_class(session: AsyncSession) -> dict[str, int]:
 async def list_tags(session: AsyncSession, *, limit: int = 500) -> list[str]:
     """Distinct tags in use, alphabetically (for the dashboard's filter)."""
     if session.get_bind().dialect.name == "postgresql":
-        value = func.jsonb_array_elements_text(Device.tags).column_valued("value")
-        stmt = select(value).distinct().order_by(value).limit(limit)
+        # A set-returning function in the select list: one row per tag.
+        tag_pg = func.jsonb_array_elements_text(Device.tags).label("tag")
+        stmt = select(tag_pg).distinct().order_by("tag").limit(limit)
     else:
         each = func.json_each(Device.tags).table_valued("value")
         tag = cast(each.c.value, String)

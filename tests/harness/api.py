@@ -8,6 +8,8 @@ repository functions ``clawbeat token create`` uses.
 from __future__ import annotations
 
 import asyncio
+import json
+import ssl
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
 
 from monitor.service import MonitorService
 from monitor.settings import MonitorSettings
@@ -23,6 +26,7 @@ from monitor.store import tokens
 from monitor.store.tokens import Scope
 from tests.harness.db_fixtures import open_store
 from tests.harness.mosquitto import TestBroker
+from tests.mqtt_helpers import MqttProbe
 
 # Short timings keep tests fast: a device beating every 0.5 s is late after 1.5 s of
 # silence and stale after 2 s.
@@ -40,9 +44,7 @@ FAST: dict[str, Any] = {
 
 async def make_token(database_url: str, scope: Scope, name: str = "test") -> str:
     async with open_store(database_url) as sessions, sessions() as session:
-        _, token = await tokens.create_token(
-            session, name=name, scope=scope, now=datetime.now(UTC)
-        )
+        _, token = await tokens.create_token(session, name=name, scope=scope, now=datetime.now(UTC))
         await session.commit()
     return token
 
@@ -55,12 +57,13 @@ class RunningMonitor:
     read_token: str
     admin_token: str
     database_url: str
-    verify: str | bool = True
+    verify: ssl.SSLContext | bool = True
 
     def client(self, token: str | None = None, **kwargs: Any) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        kwargs.setdefault("timeout", 10)
         return httpx.AsyncClient(
-            base_url=self.base_url, headers=headers, timeout=10, verify=self.verify, **kwargs
+            base_url=self.base_url, headers=headers, verify=self.verify, **kwargs
         )
 
     def reader(self) -> httpx.AsyncClient:
@@ -71,7 +74,11 @@ class RunningMonitor:
 
 
 async def wait_for(
-    condition: Any, timeout: float = 10.0, *, every: float = 0.05, what: str = ""
+    condition: Any,
+    timeout: float = 10.0,  # noqa: ASYNC109 - a polling deadline, not a cancellation scope
+    *,
+    every: float = 0.05,
+    what: str = "",
 ) -> Any:
     """Await ``condition()`` (sync or async) until truthy; return the value."""
     deadline = time.monotonic() + timeout
@@ -110,9 +117,10 @@ async def running_monitor(
             lambda: task.done() or (service.link is not None and service.link.connected),
             what="broker connection",
         )
-        verify: str | bool = True
+        verify: ssl.SSLContext | bool = True
         if settings.http_tls_cert is not None:
-            verify = str(broker.ca_file)
+            # HTTPS here uses the broker's dev certificates: one CA for both.
+            verify = ssl.create_default_context(cafile=str(broker.ca_file))
         yield RunningMonitor(
             service=service,
             task=task,
@@ -131,3 +139,37 @@ async def running_monitor(
             task.cancel()
             raise
         assert code == 0, f"monitor exited with {code}"
+
+
+@pytest.fixture
+async def monitor_api(broker: TestBroker, database_url: str) -> AsyncIterator[RunningMonitor]:
+    """The production monitor with its API on a free port, plus a read and an admin token."""
+    async with running_monitor(broker, database_url) as running:
+        yield running
+
+
+class FakeDevice:
+    """A device publishing heartbeats by hand (paho), so a test decides every beat."""
+
+    def __init__(self, broker: TestBroker, device_id: str, session: str = "s1") -> None:
+        broker.add_device(device_id)
+        self.device_id = device_id
+        self.session = session
+        self.seq = 0
+        self.topic = f"clawbeat/v1/devices/{device_id}/heartbeat"
+        self.probe = MqttProbe(broker.url(device_id), client_id=device_id)
+        self.probe.connect()
+
+    async def beat(self, *, interval: float = 60.0, **extra: Any) -> None:
+        payload = {
+            "seq": self.seq,
+            "session": self.session,
+            "interval": interval,
+            "ts": time.time(),
+            **extra,
+        }
+        self.seq += 1
+        await asyncio.to_thread(self.probe.publish, self.topic, json.dumps(payload), retain=True)
+
+    def close(self) -> None:
+        self.probe.close()

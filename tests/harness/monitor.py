@@ -51,6 +51,9 @@ class MonitorProcess:
             "CLAWBEAT_DATABASE_URL": database_url,
             "CLAWBEAT_LOG_LEVEL": "DEBUG",
             "CLAWBEAT_MQTT_KEEPALIVE": "5",
+            # No HTTP server unless a test asks (http_bind=...): tests must not fight
+            # over the default port 8080.
+            "CLAWBEAT_HTTP_BIND": "",
         }
         for key, value in settings.items():
             self.env[f"CLAWBEAT_{key.upper()}"] = str(value)

@@ -13,7 +13,7 @@ from broker.passwords import list_users
 
 SUBCOMMANDS = [
     "monitor", "status", "watch", "devices", "classes", "db", "device", "simulate",
-    "broker", "demo",
+    "broker", "demo", "token", "alerts", "channels", "rules", "maintenance",
 ]  # fmt: skip
 
 

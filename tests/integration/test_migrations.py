@@ -30,6 +30,13 @@ TABLES = {
     "heartbeat_rollups",
     "monitor_meta",
     "api_tokens",
+    # 0003: alerting
+    "channels",
+    "alert_rules",
+    "alerts",
+    "alert_deliveries",
+    "maintenance_windows",
+    "mutes",
 }
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,0 +1,4 @@
+"""Benchmarks, not tests: ``make bench`` runs every ``bench/bench_*.py``.
+
+Figures and method: docs/performance.md.
+"""

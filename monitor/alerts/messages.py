@@ -1,0 +1,210 @@
+"""What notifications say: titles, bodies and the MQTT alert event. Pure.
+
+Every title starts with ``[clawbeat]`` so mail filters and chat rules can catch them;
+bodies end with how to acknowledge. Device lists are capped so an outage of a
+hundred thousand devices still fits a chat message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from monitor.alerts.core import DeviceState, Event
+from monitor.alerts.levels import Severity
+from monitor.alerts.schedule import format_duration
+from monitor.timefmt import iso
+
+PREFIX: Final = "[clawbeat]"
+LIST_LIMIT: Final = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    title: str
+    body: str
+    notify_type: str
+    """apprise's notification type: info, success, warning or failure."""
+
+
+def _type(event: Event, severity: Severity | None) -> str:
+    if event in (Event.RECOVERED, Event.STABLE, Event.OUTAGE_OVER, Event.RECOVERIES):
+        return "success"
+    if event is Event.TEST:
+        return "info"
+    return "failure" if severity is Severity.CRITICAL else "warning"
+
+
+def _ack(alert_id: int) -> str:
+    return f"Alert #{alert_id}. Acknowledge: clawbeat alerts ack {alert_id}"
+
+
+def _describe(device: DeviceState) -> str:
+    reason = f" ({device.reason})" if device.reason else ""
+    return f"{device.state}{reason} since {iso(device.at_wall)}"
+
+
+def _names(ids: Sequence[str]) -> str:
+    shown = ", ".join(ids[:LIST_LIMIT])
+    more = len(ids) - LIST_LIMIT
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+def device_summary(device: DeviceState, *, flapping: bool = False) -> str:
+    if flapping:
+        return f"{device.device_id} is flapping"
+    return f"{device.device_id} is {device.state}"
+
+
+def device_message(
+    event: Event,
+    *,
+    alert_id: int,
+    device: DeviceState,
+    severity: Severity,
+    changes: int = 0,
+    flap_window: float = 0.0,
+    down_since: float | None = None,
+) -> Message:
+    """Opened, worse, recovered, flapping, stable: one device's alert."""
+    cls = device.context.device_class
+    where = f"{device.device_id} (class {cls})"
+    if event is Event.RECOVERED:
+        took = ""
+        if down_since is not None:
+            took = f" after {format_duration(device.at_wall - down_since)}"
+        title = f"{PREFIX} {device.device_id} recovered"
+        body = f"{where} is {device.state} again{took}."
+    elif event is Event.FLAPPING:
+        title = f"{PREFIX} {device.device_id} is flapping"
+        body = (
+            f"{where} changed state {changes} times within {format_duration(flap_window)}; "
+            f"now {_describe(device)}. Further changes are not alerted until it has been "
+            f"stable for {format_duration(flap_window)}."
+        )
+    elif event is Event.STABLE:
+        title = f"{PREFIX} {device.device_id} stopped flapping: {device.state}"
+        body = f"{where} has been stable for {format_duration(flap_window)}: {_describe(device)}."
+    elif event is Event.WORSE:
+        title = f"{PREFIX} {device.device_id} is now {device.state}"
+        body = f"{where} is {_describe(device)}. Severity {severity}."
+    else:
+        title = f"{PREFIX} {device.device_id} is {device.state}"
+        body = f"{where} is {_describe(device)}. Severity {severity}."
+    return Message(title, f"{body}\n{_ack(alert_id)}", _type(event, severity))
+
+
+def outage_summary(count: int) -> str:
+    return f"outage: {count} device{'s' if count != 1 else ''} down"
+
+
+def outage_message(
+    *, alert_id: int, devices: Sequence[DeviceState], first_wall: float, at_wall: float
+) -> Message:
+    count = len(devices)
+    states = Counter(
+        f"{d.state} ({d.reason})" if d.reason else d.state for d in devices
+    ).most_common()
+    spread = format_duration(max(d.at_wall for d in devices) - min(d.at_wall for d in devices))
+    body = (
+        f"{count} devices went down within {spread} (from {iso(first_wall)}): "
+        + ", ".join(f"{n} {s}" for s, n in states)
+        + ". A broker, network or power outage is likely; devices dropping now join this "
+        "incident instead of alerting one by one.\n"
+        f"Devices: {_names(sorted(d.device_id for d in devices))}.\n"
+        f"(decided {iso(at_wall)})\n{_ack(alert_id)}"
+    )
+    return Message(f"{PREFIX} {outage_summary(count)}", body, "failure")
+
+
+def outage_over_message(
+    *, alert_id: int, total: int, recovered: int, still_down: Sequence[str], duration: float
+) -> Message:
+    if not still_down:
+        title = f"{PREFIX} outage over: all {total} devices back"
+        body = (
+            f"All {total} devices of alert #{alert_id} are back after {format_duration(duration)}."
+        )
+    else:
+        title = f"{PREFIX} outage over: {recovered} of {total} devices back"
+        body = (
+            f"{recovered} of {total} devices of alert #{alert_id} are back after "
+            f"{format_duration(duration)}. Still down, alerted on their own: "
+            f"{_names(sorted(still_down))}."
+        )
+    return Message(title, body, "success")
+
+
+def recoveries_message(*, alert_id: int, devices: Sequence[DeviceState]) -> Message:
+    count = len(devices)
+    title = f"{PREFIX} {count} devices recovered"
+    body = (
+        f"{count} devices are back online: {_names(sorted(d.device_id for d in devices))}.\n"
+        f"Their alerts are resolved (summary: alert #{alert_id})."
+    )
+    return Message(title, body, "success")
+
+
+def repeat_message(
+    *, alert_id: int, summary: str, body: str, number: int, open_for: float
+) -> Message:
+    title = f"{PREFIX} reminder {number}: {summary}"
+    text = f"Still open and unacknowledged after {format_duration(open_for)}.\n{body}"
+    if _ack(alert_id) not in text:
+        text = f"{text}\n{_ack(alert_id)}"
+    return Message(title, text, "failure")
+
+
+def escalation_message(*, alert_id: int, summary: str, body: str, open_for: float) -> Message:
+    title = f"{PREFIX} ESCALATED: {summary}"
+    text = f"Not acknowledged within {format_duration(open_for)}; escalated to you.\n{body}"
+    if _ack(alert_id) not in text:
+        text = f"{text}\n{_ack(alert_id)}"
+    return Message(title, text, "failure")
+
+
+def trial_message(channel: str) -> Message:
+    return Message(
+        f"{PREFIX} test notification",
+        f"This is a test of the clawbeat channel {channel!r}. If you can read it, alerts "
+        "routed to this channel will reach you.",
+        "info",
+    )
+
+
+def event_payload(
+    *,
+    alert_id: int,
+    event: Event,
+    kind: str,
+    severity: str,
+    status: str,
+    title: str,
+    message: str,
+    at_wall: float,
+    device: DeviceState | None = None,
+    channels: Sequence[str] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> bytes:
+    """The JSON published (not retained) on ``{root}/alerts`` for every notification."""
+    body: dict[str, Any] = {
+        "alert": alert_id,
+        "event": event.value,
+        "kind": kind,
+        "severity": severity,
+        "status": status,
+        "device": device.device_id if device else None,
+        "state": device.state if device else None,
+        "reason": device.reason if device else None,
+        "class": device.context.device_class if device else None,
+        "title": title,
+        "message": message,
+        "channels": list(channels),
+        "at": iso(at_wall),
+    }
+    if extra:
+        body.update(extra)
+    return json.dumps(body, separators=(",", ":")).encode()

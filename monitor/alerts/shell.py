@@ -1,0 +1,532 @@
+"""The alerting shell: wires the pure core into the monitor process.
+
+The monitor calls :meth:`Alerting.on_transition` for every transition (synchronously,
+from its event loop) and runs :meth:`Alerting.run` as one background task, which holds:
+
+* a tick loop: the core's hold/storm/flapping timers; nothing is released while the
+  engine warms up or is blind (``settled``);
+* a writer: hands the core's intents, in order, to :class:`AlertActions`
+  (``actions.py``: one transaction each, then the event on ``{root}/alerts``, not
+  retained). Actions are idempotent, so one retried after a database error cannot
+  notify twice;
+* the follow-up pass: repeats and escalations (``followup.py``), compare-and-set
+  against acknowledgements made meanwhile;
+* a configuration poll: rules, channel names, maintenance windows, mutes, device tags;
+* the outbox worker (``outbox.py``), which delivers through apprise.
+
+Restart safety: open alerts and outage incidents are reloaded into the core at start.
+A checkpoint (``monitor_meta`` ``alerts_decided_until``) records up to when every
+transition has been decided; at start, devices that went down after it and have no
+open alert are judged again, so a monitor killed while a drop was held (or before its
+alert was written) still alerts once. A clean stop releases everything held first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Final
+
+from sqlalchemy import Text, cast, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from device_client.protocol import Topics
+from monitor.alerts import repository
+from monitor.alerts.actions import AlertActions, AlertStats
+from monitor.alerts.core import (
+    AlertCore,
+    AlertOptions,
+    DeviceContext,
+    DeviceState,
+    GrowOutage,
+    Intent,
+)
+from monitor.alerts.followup import FollowUpView, due_followups
+from monitor.alerts.levels import Severity
+from monitor.alerts.models import Alert
+from monitor.alerts.notifier import AppriseNotifier, Notifier
+from monitor.alerts.outbox import Outbox
+from monitor.alerts.retry import RetryPolicy
+from monitor.alerts.routing import Route, Rule, route
+from monitor.alerts.schedule import Quiet
+from monitor.liveness.engine import LivenessEngine
+from monitor.liveness.states import State, Transition
+from monitor.mqtt_link import MqttLink
+from monitor.settings import MonitorSettings
+from monitor.store import repository as store_repository
+from monitor.store.errors import StoreError, StoreUnavailable
+from monitor.store.models import Base
+from monitor.timefmt import from_datetime
+
+CHECKPOINT_KEY: Final = "alerts_decided_until"
+# The ops CLI bumps this (monitor.service.CONFIG_VERSION_KEY) when it changes devices.
+CONFIG_VERSION_KEY: Final = "config_version"
+TICK_EVERY: Final = 0.2
+CHECKPOINT_EVERY: Final = 2.0
+TAGS_EVERY: Final = 60.0
+MAX_QUEUED_INTENTS: Final = 100_000
+MAX_QUEUED_EVENTS: Final = 10_000
+_DOWN_STATES: Final = frozenset({State.STALE, State.OFFLINE, State.LOST, State.LATE})
+
+_devices = Base.metadata.tables["devices"]
+
+
+def options_from(settings: MonitorSettings) -> AlertOptions:
+    return AlertOptions(
+        alert_on_shutdown=settings.alert_on_shutdown,
+        alert_late=settings.alert_late,
+        storm_share=settings.storm_share,
+        storm_window=settings.storm_window,
+        storm_min_devices=settings.storm_min_devices,
+        flap_changes=settings.flap_changes,
+        flap_window=settings.flap_window,
+    )
+
+
+class Alerting:
+    """Alerting for one monitor process. Call :meth:`start`, run :meth:`run`, :meth:`close`."""
+
+    def __init__(
+        self,
+        settings: MonitorSettings,
+        sessions: async_sessionmaker[AsyncSession],
+        topics: Topics,
+        *,
+        notifier: Notifier | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.settings = settings
+        self._sessions = sessions
+        self._topic = topics.alerts
+        self._log = logger or logging.getLogger("clawbeat.alerts")
+        self.core = AlertCore(options_from(settings))
+        self.outbox = Outbox(
+            sessions,
+            notifier or AppriseNotifier(timeout=settings.alert_send_timeout),
+            retry=RetryPolicy(
+                settings.alert_retry_base,
+                max(settings.alert_retry_cap, settings.alert_retry_base),
+                settings.alert_max_attempts,
+            ),
+            send_timeout=settings.alert_send_timeout,
+        )
+        self.stats = AlertStats()
+        self.actions = AlertActions(
+            sessions,
+            route=self._route,
+            context=self._context,
+            emit=self._emit,
+            flap_window=settings.flap_window,
+            stats=self.stats,
+            logger=self._log,
+        )
+        self._engine: LivenessEngine | None = None
+        self._link: MqttLink | None = None
+        self._intents: deque[tuple[float, Intent]] = deque()
+        self._events: deque[bytes] = deque()
+        self._writer_wake = asyncio.Event()
+        self._rules: list[Rule] = []
+        self._channels: list[str] = []
+        self._quiet = Quiet()
+        self._tags: dict[str, frozenset[str]] = {}
+        self._config_version: str | None = None
+        self._tags_loaded_at = 0.0
+        self._db_ok = True
+        self._closing = False
+        self._started = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, engine: LivenessEngine, link: MqttLink | None) -> None:
+        """Load configuration and open alerts; call once the engine holds its devices."""
+        self._engine, self._link = engine, link
+        await self._reload_config(force_tags=True)
+        now, wall = time.monotonic(), time.time()
+        async with self._sessions() as session:
+            open_alerts = await repository.load_open_alerts(session)
+            checkpoint = await store_repository.get_meta(session, key=CHECKPOINT_KEY)
+        for alert in open_alerts:
+            self._restore(alert, now)
+        if checkpoint is not None:
+            self._reconcile(float(checkpoint), now, wall)
+        self._started = True
+        counts = self.core.counts()
+        self._log.info(
+            "alerting: %d open alerts, %d rules, %d channels",
+            counts.open_alerts,
+            len(self._rules),
+            len(self._channels),
+        )
+
+    async def run(self) -> None:
+        """The background task: every loop of the shell, until cancelled or closed."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._guarded("tick", self._tick_loop))
+            group.create_task(self._guarded("writer", self._writer_loop))
+            group.create_task(self._guarded("follow-ups", self._followup_loop))
+            group.create_task(self._guarded("configuration", self._config_loop))
+            group.create_task(self._guarded("outbox", self.outbox.run))
+
+    async def _guarded(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run a loop forever: a bug in alerting is logged, it never stops the monitor."""
+        while not self._closing:
+            try:
+                await loop()
+            except Exception:  # noqa: BLE001 - logged with its traceback, loop restarted
+                self._log.exception("alerting: %s loop failed; restarting it", name)
+                await asyncio.sleep(1.0)
+            else:
+                return
+
+    async def close(self, within: float = 5.0) -> None:
+        """Release held decisions, write what is queued, checkpoint, stop the outbox."""
+        if self._closing or not self._started:
+            return
+        self._closing = True
+        await self.outbox.close(within)
+        engine = self._engine
+        assert engine is not None
+        self._queue(self.core.flush(now=time.monotonic(), wall=time.time(), fleet_size=len(engine)))
+        deadline = time.monotonic() + within
+        while self._intents and time.monotonic() < deadline:
+            if not await self._write_pending():
+                await asyncio.sleep(0.2)
+        if self._intents:
+            self._log.error("alerting stopped with %d decisions unwritten", len(self._intents))
+            return
+        with contextlib.suppress(StoreError):
+            await self._checkpoint(time.time())
+        self._flush_events()
+
+    # ------------------------------------------------------------------ the hook
+
+    def on_transition(self, tr: Transition, uid: object) -> None:
+        """Judge one transition (called from the monitor's ``_apply``); never raises."""
+        if not self._started or self._closing:
+            return
+        try:
+            intents = self.core.transition(
+                tr,
+                context=self._context(tr.device_id),
+                key=f"{tr.device_id}:{uid}",
+                now=time.monotonic(),
+                wall=time.time(),
+            )
+        except Exception:  # noqa: BLE001 - a bug here must not stop liveness
+            self._log.exception("alerting: transition of %s not judged", tr.device_id)
+            return
+        self._queue(intents)
+
+    @property
+    def settled(self) -> bool:
+        """False while the engine warms up or is blind: nothing fires then."""
+        engine = self._engine
+        return engine is not None and not engine.warming_up and engine.blind_since is None
+
+    # ------------------------------------------------------------------ loops
+
+    async def _tick_loop(self) -> None:
+        last_checkpoint = 0.0
+        while True:
+            await asyncio.sleep(TICK_EVERY)
+            engine = self._engine
+            assert engine is not None
+            now = time.monotonic()
+            self._queue(
+                self.core.tick(
+                    now=now, wall=time.time(), fleet_size=len(engine), settled=self.settled
+                )
+            )
+            self._flush_events()
+            if self.settled and now - last_checkpoint >= CHECKPOINT_EVERY:
+                last_checkpoint = now
+                try:
+                    await self._checkpoint(self._decided_until())
+                except StoreError as exc:
+                    self._log.debug("alert checkpoint not written: %s", exc)
+
+    async def _writer_loop(self) -> None:
+        delay = 0.5
+        while True:
+            if not self._intents:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await self._writer_wake.wait()
+                self._writer_wake.clear()
+                continue
+            if await self._write_pending():
+                delay = 0.5
+            else:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 15.0)
+
+    async def _followup_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.alert_poll_interval)
+            if not self.settled:
+                continue
+            try:
+                await self._followups(datetime.now(UTC))
+            except StoreError as exc:
+                self._log.debug("alert follow-ups skipped: %s", exc)
+
+    async def _config_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.alert_poll_interval)
+            try:
+                await self._reload_config(force_tags=False)
+            except StoreError as exc:
+                self._log.debug("alert configuration not reloaded: %s", exc)
+
+    # ------------------------------------------------------------------ configuration
+
+    async def _reload_config(self, *, force_tags: bool) -> None:
+        now = datetime.now(UTC)
+        async with self._sessions() as session:
+            self._rules = await repository.load_rules(session)
+            self._channels = await repository.channel_names(session)
+            self._quiet = await repository.load_quiet(session, now=now)
+            version = await store_repository.get_meta(session, key=CONFIG_VERSION_KEY)
+            mono = time.monotonic()
+            if (
+                force_tags
+                or version != self._config_version
+                or mono - self._tags_loaded_at >= TAGS_EVERY
+            ):
+                # Only devices with tags: a fleet without tags costs nothing here.
+                rows = await session.execute(
+                    select(_devices.c.id, _devices.c.tags).where(
+                        cast(_devices.c.tags, Text) != "[]"
+                    )
+                )
+                self._tags = {row.id: frozenset(row.tags or ()) for row in rows}
+                self._config_version = version
+                self._tags_loaded_at = mono
+        self.core.set_quiet(self._quiet)
+
+    def _context(self, device_id: str) -> DeviceContext:
+        engine = self._engine
+        snap = engine.snapshot(device_id) if engine is not None else None
+        return DeviceContext(
+            snap.device_class if snap is not None else "default",
+            self._tags.get(device_id, frozenset()),
+        )
+
+    def _route(self, context: DeviceContext, severity: Severity) -> Route:
+        return route(
+            self._rules,
+            self._channels,
+            device_class=context.device_class,
+            tags=context.tags,
+            severity=severity,
+        )
+
+    # ------------------------------------------------------------------ start-up
+
+    def _restore(self, alert: Alert, now: float) -> None:
+        engine = self._engine
+        assert engine is not None
+        opened = from_datetime(alert.opened_at) or 0.0
+        details = alert.details or {}
+        if alert.kind == "device" and alert.device_id is not None:
+            snap = engine.snapshot(alert.device_id)
+            up = snap is not None and snap.state is State.ONLINE
+            device = DeviceState(
+                alert.device_id,
+                snap.state.value if up and snap is not None else alert.state,
+                alert.reason,
+                float(details.get("down_since", opened)),
+                self._context(alert.device_id),
+            )
+            self.core.load_open_alert(
+                device, severity=Severity(alert.severity), flapping=alert.flapping, up=up, now=now
+            )
+        elif alert.kind == "outage" and alert.open_key is not None:
+            members = [
+                DeviceState(str(dev), "offline", None, opened, self._context(str(dev)))
+                for dev in details.get("devices", [])
+            ]
+            recovered = []
+            for member in members:
+                snap = engine.snapshot(member.device_id)
+                if snap is None or snap.state is State.ONLINE:
+                    recovered.append(member.device_id)
+            self.core.load_outage(
+                alert.open_key,
+                members,
+                recovered=recovered,
+                first_wall=float(details.get("first", opened)),
+                now=now,
+            )
+
+    def _reconcile(self, checkpoint: float, now: float, wall: float) -> None:
+        """Devices down since the checkpoint without an alert: judge them again."""
+        engine = self._engine
+        assert engine is not None
+        found = 0
+        for snap in engine.snapshots():
+            if (
+                snap.state not in _DOWN_STATES
+                or snap.since_wall <= checkpoint
+                or snap.reason is None
+                or self.core.has_open_alert(snap.device_id)
+            ):
+                continue
+            tr = Transition(
+                snap.device_id, State.ONLINE, snap.state, snap.reason, snap.since_wall, snap.session
+            )
+            self._queue(
+                self.core.transition(
+                    tr,
+                    context=self._context(snap.device_id),
+                    key=f"{snap.device_id}:reconciled:{snap.since_wall:.3f}",
+                    now=now,
+                    wall=wall,
+                )
+            )
+            found += 1
+        if found:
+            self._log.info("alerting: %d devices went down undecided before the restart", found)
+
+    # ------------------------------------------------------------------ checkpoint
+
+    def _decided_until(self) -> float:
+        # A transition can be stamped earlier than it is received (a held will: by
+        # will_hold; a deadline: by one tick), so the checkpoint stays that far behind.
+        margin = self.settings.will_hold + 5.0
+        candidates = [time.time() - margin]
+        undecided = self.core.undecided_since()
+        if undecided is not None:
+            candidates.append(undecided)
+        if self._intents:
+            candidates.append(self._intents[0][0] - margin)
+        return min(candidates)
+
+    async def _checkpoint(self, until: float) -> None:
+        async with self._sessions() as session:
+            await store_repository.set_meta(
+                session, key=CHECKPOINT_KEY, value=f"{until:.3f}", now=datetime.now(UTC)
+            )
+            await session.commit()
+
+    # ------------------------------------------------------------------ intents
+
+    def _queue(self, intents: Sequence[Intent]) -> None:
+        if not intents:
+            return
+        wall = time.time()
+        for intent in intents:
+            if len(self._intents) >= MAX_QUEUED_INTENTS:
+                self._intents.popleft()
+                self.stats.intents_dropped += 1
+                if self.stats.intents_dropped == 1 or self.stats.intents_dropped % 1000 == 0:
+                    self._log.error(
+                        "alerting: %d decisions dropped (database unavailable too long)",
+                        self.stats.intents_dropped,
+                    )
+            self._intents.append((wall, intent))
+            self.stats.intents += 1
+        self._writer_wake.set()
+
+    async def _write_pending(self) -> bool:
+        """Carry out queued intents in order; False when the database failed."""
+        while self._intents:
+            intent = self._intents[0][1]
+            merged = 1
+            if isinstance(intent, GrowOutage):
+                # Coalesce a burst of drops joining one incident into one update.
+                devices = list(intent.devices)
+                while merged < len(self._intents):
+                    following = self._intents[merged][1]
+                    if not isinstance(following, GrowOutage) or following.key != intent.key:
+                        break
+                    devices.extend(following.devices)
+                    merged += 1
+                intent = GrowOutage(intent.key, tuple(devices))
+            queued = self.stats.notifications_queued
+            try:
+                await self.actions.execute(intent)
+            except StoreUnavailable as exc:
+                if self._db_ok:
+                    self._db_ok = False
+                    self._log.warning("alerting: database unavailable (%s); retrying", exc)
+                return False
+            except StoreError as exc:
+                self._log.error("alerting: decision %s dropped: %s", type(intent).__name__, exc)
+            if not self._db_ok:
+                self._db_ok = True
+                self._log.info("alerting: database reachable again")
+            for _ in range(merged):
+                self._intents.popleft()
+            if self.stats.notifications_queued != queued:
+                self.outbox.wake()  # after the commit, so the worker sees the rows
+        self._flush_events()
+        return True
+
+    # ------------------------------------------------------------------ follow-ups
+
+    async def _followups(self, now: datetime) -> None:
+        settings = self.settings
+        if settings.repeat_every <= 0 and settings.escalate_after <= 0:
+            return
+        async with self._sessions() as session:
+            candidates = await repository.followup_candidates(
+                session,
+                now=now,
+                repeat_every=settings.repeat_every,
+                escalate_after=settings.escalate_after,
+            )
+        for alert in candidates:
+            silenced = False
+            if alert.kind == "device" and alert.device_id is not None:
+                context = self._context(alert.device_id)
+                silenced = (
+                    self._quiet.silenced_by(
+                        alert.device_id, context.device_class, context.tags, now
+                    )
+                    is not None
+                )
+            view = FollowUpView(
+                alert_id=alert.id,
+                severity=Severity(alert.severity),
+                opened_at=alert.opened_at,
+                last_notified_at=alert.last_notified_at,
+                repeats=alert.repeats,
+                escalated=alert.escalated_at is not None,
+                has_escalation=bool(alert.escalate_to),
+                acknowledged=alert.acknowledged_at is not None,
+                flapping=alert.flapping,
+                snoozed_until=alert.snoozed_until,
+                silenced=silenced,
+            )
+            due = due_followups(
+                view,
+                now,
+                repeat_every=settings.repeat_every,
+                escalate_after=settings.escalate_after,
+            )
+            for followup in due:
+                if await self.actions.followup(alert, followup.kind, followup.number, now):
+                    self.outbox.wake()
+
+    # ------------------------------------------------------------------ output
+
+    def _emit(self, payload: bytes) -> None:
+        if len(self._events) >= MAX_QUEUED_EVENTS:
+            self._events.popleft()
+            self.stats.events_dropped += 1
+        self._events.append(payload)
+        self._flush_events()
+
+    def _flush_events(self) -> None:
+        link = self._link
+        if link is None or not link.connected:
+            return
+        while self._events:
+            link.publish(self._topic, self._events.popleft(), retain=False, coalesce=False)
+            self.stats.events_published += 1

@@ -1,0 +1,41 @@
+"""FastAPI dependencies shared by the routers: the running service, common responses."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+
+from fastapi import Depends, Path, Request
+
+from monitor.service import MonitorService
+from monitor.web.schemas import ID_PATTERN, ErrorOut
+
+
+def _service(request: Request) -> MonitorService:
+    service: MonitorService = request.app.state.service
+    return service
+
+
+Service = Annotated[MonitorService, Depends(_service)]
+
+DevicePath = Annotated[
+    str,
+    Path(pattern=ID_PATTERN, description="Device id (1-64 of A-Z a-z 0-9 . _ -)"),
+]
+ClassPath = Annotated[str, Path(pattern=ID_PATTERN, description="Class name")]
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorOut, "description": description}
+
+
+READ_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
+    401: _error("Missing, unknown or revoked token"),
+    422: _error("Invalid input; `errors` lists each problem"),
+    503: _error("The database is unavailable"),
+}
+ADMIN_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
+    **READ_ERRORS,
+    403: _error("The token is read-only"),
+}
+NOT_FOUND: Final[dict[int | str, dict[str, Any]]] = {404: _error("No such device or class")}
+CONFLICT: Final[dict[int | str, dict[str, Any]]] = {409: _error("Conflicts with current state")}

@@ -1,0 +1,184 @@
+"""Admin endpoints: change devices and classes.
+
+Every change is written to the database and announced by bumping the configuration
+version (exactly what ``clawbeat devices ...`` does), so other monitors sharing the
+database and this one after a restart see it. Because the API runs inside the monitor,
+it then applies the change to the running engine at once instead of waiting for the
+one-second poll: an interval change is on the device's retained config topic before
+the response is sent.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from monitor.service import CONFIG_VERSION_KEY
+from monitor.store import reports, repository
+from monitor.store.errors import ClassExists, ClassInUse, ClassNotFound, DeviceNotFound
+from monitor.store.rows import ClassSpec
+from monitor.web.auth import Admin
+from monitor.web.deps import ADMIN_ERRORS, CONFLICT, NOT_FOUND, ClassPath, DevicePath, Service
+from monitor.web.routes_read import class_out
+from monitor.web.schemas import ClassIn, ClassOut, ClassPatch, DeviceOut, DevicePatch, ErrorOut
+from monitor.web.views import device_out
+
+router = APIRouter(prefix="/api", responses=ADMIN_ERRORS)
+
+_UNPROCESSABLE: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorOut, "description": "Invalid input (e.g. an unknown class)"}
+}
+
+
+async def _bump(session: AsyncSession) -> tuple[str, str | None]:
+    """Announce a change: returns the new configuration version and the one it replaced."""
+    previous = await repository.get_meta(session, key=CONFIG_VERSION_KEY)
+    version = uuid.uuid4().hex
+    await repository.set_meta(session, key=CONFIG_VERSION_KEY, value=version, now=datetime.now(UTC))
+    return version, previous
+
+
+@router.patch(
+    "/devices/{device_id}",
+    response_model=DeviceOut,
+    responses={**NOT_FOUND, **CONFLICT, **_UNPROCESSABLE},
+    summary="Change a device: interval override, class, tags, maintenance",
+    description="Only the fields present change. `interval` is pushed to the device on "
+    "its retained config topic (null clears the override and the topic, unless its "
+    "class has an interval). `maintenance: true` suspends its timing.",
+)
+async def patch_device(
+    service: Service, _: Admin, device_id: DevicePath, body: DevicePatch
+) -> DeviceOut:
+    fields = body.model_fields_set
+    now = datetime.now(UTC)
+    async with service.sessions() as session:
+        if await repository.get_device(session, device_id=device_id) is None:
+            if service.engine is not None and device_id in service.engine:
+                raise HTTPException(
+                    status.HTTP_409_CONFLICT,
+                    detail=f"device {device_id!r} was seen moments ago and is not stored "
+                    "yet; retry in a second",
+                )
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no device {device_id!r}")
+        try:
+            if "interval" in fields:
+                await repository.set_interval_override(
+                    session, device_id=device_id, interval=body.interval, now=now
+                )
+            if "class_name" in fields and body.class_name is not None:
+                await repository.set_device_class(
+                    session, device_id=device_id, class_name=body.class_name, now=now
+                )
+            if "tags" in fields and body.tags is not None:
+                tags = sorted(set(body.tags))
+                await repository.set_tags(session, device_id=device_id, tags=tags, now=now)
+            if "maintenance" in fields and body.maintenance is not None:
+                await repository.set_maintenance(
+                    session, device_id=device_id, in_maintenance=body.maintenance, now=now
+                )
+        except DeviceNotFound as exc:  # forgotten meanwhile
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
+        except ClassNotFound as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+        version, previous = await _bump(session)
+        await session.commit()
+    await service.apply_config_change(version, previous=previous, device_ids=[device_id])
+    async with service.sessions() as session:
+        row = await repository.get_device(session, device_id=device_id)
+    live = service.engine.snapshot(device_id) if service.engine is not None else None
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no device {device_id!r}")
+    return device_out(row, live)
+
+
+def _spec(name: str, body: ClassIn) -> ClassSpec:
+    return ClassSpec(
+        name=name,
+        interval=body.interval,
+        grace=body.grace,
+        missed_limit=body.missed_limit,
+        lost_after=body.lost_after,
+        description=body.description,
+    )
+
+
+@router.put(
+    "/classes/{name}",
+    response_model=ClassOut,
+    responses=_UNPROCESSABLE,
+    summary="Create or replace a device class",
+    description="A class's interval (if set) is what its devices are judged by and is "
+    "pushed to each of them that has no override of its own.",
+)
+async def put_class(service: Service, _: Admin, name: ClassPath, body: ClassIn) -> ClassOut:
+    spec = _spec(name, body)
+    async with service.sessions() as session:
+        if await repository.get_class(session, name=name) is None:
+            try:
+                cls = await repository.create_class(session, spec=spec)
+            except ClassExists:  # created concurrently: replace it like an update
+                cls = await repository.update_class(session, spec=spec)
+        else:
+            cls = await repository.update_class(session, spec=spec)
+        version, previous = await _bump(session)
+        await session.commit()
+        members = await reports.count_devices_by_class(session)
+    await service.apply_config_change(version, previous=previous, device_ids=None)
+    return class_out(cls, members.get(name, 0))
+
+
+@router.patch(
+    "/classes/{name}",
+    response_model=ClassOut,
+    responses={**NOT_FOUND, **_UNPROCESSABLE},
+    summary="Change some fields of a device class",
+    description="Only the fields present change; `interval: null` returns the class to "
+    "trusting each device's announced interval, `lost_after: null` means never lost.",
+)
+async def patch_class(service: Service, _: Admin, name: ClassPath, body: ClassPatch) -> ClassOut:
+    async with service.sessions() as session:
+        current = await repository.get_class(session, name=name)
+        if current is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no device class {name!r}")
+        merged = ClassIn(
+            interval=current.interval,
+            grace=current.grace,
+            missed_limit=current.missed_limit,
+            lost_after=current.lost_after,
+            description=current.description,
+        ).model_copy(update=body.model_dump(exclude_unset=True))
+        try:
+            cls = await repository.update_class(session, spec=_spec(name, merged))
+        except ClassNotFound as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
+        version, previous = await _bump(session)
+        await session.commit()
+        members = await reports.count_devices_by_class(session)
+    await service.apply_config_change(version, previous=previous, device_ids=None)
+    return class_out(cls, members.get(name, 0))
+
+
+@router.delete(
+    "/classes/{name}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={**NOT_FOUND, **CONFLICT},
+    summary="Delete an unused device class",
+)
+async def delete_class(service: Service, _: Admin, name: ClassPath) -> Response:
+    async with service.sessions() as session:
+        try:
+            await repository.delete_class(session, name=name)
+        except ClassNotFound as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
+        except ClassInUse as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
+        version, previous = await _bump(session)
+        await session.commit()
+    await service.apply_config_change(version, previous=previous, device_ids=None)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

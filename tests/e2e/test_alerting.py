@@ -1,0 +1,564 @@
+"""Alerting end to end: a real monitor, broker and database; real mail and webhook servers.
+
+Devices are real processes (the SDK's ``clawbeat device``, ``mosquitto_pub``, the fleet
+simulator) killed with SIGKILL; notifications travel through apprise to an SMTP server
+(aiosmtpd) and an HTTP server started by the test. What is checked is what people and
+ops tools receive: mails, webhook posts, and the events on ``clawbeat/v1/alerts``.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from monitor.alerts import api
+from monitor.store.database import create_engine_for, make_session_factory
+from tests.harness.alert_sinks import SmtpSink, WebhookSink, free_port
+from tests.harness.monitor import MonitorProcess, Spawned, StatusWatch, wait_until
+from tests.harness.mosquitto import TestBroker
+from tests.harness.postgres import run_coroutine
+
+# Fast timings: devices beat every 0.5 s; a drop is held 1.5 s before it is alerted.
+FAST: dict[str, object] = {
+    "grace": 1,
+    "missed_limit": 2,
+    "warmup": 1,
+    "will_hold": 0.5,
+    "default_interval": 1,
+    "flush_interval": 0.2,
+    "summary_interval": 1,
+    "storm_window": 1.5,
+    "alert_poll_interval": 0.2,
+    "alert_retry_base": 0.3,
+    "alert_retry_cap": 1,
+    "alert_send_timeout": 5,
+    "repeat_every": 0,
+    "escalate_after": 0,
+}
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+class AlertWatch(StatusWatch):
+    """The ops client: status topics, monitor presence, and the alert event stream."""
+
+    def __init__(self, broker: TestBroker) -> None:
+        super().__init__(broker)
+        # Not resubscribed after a reconnect: these tests never restart the broker.
+        self.subscribe(f"{self.root}/alerts")
+
+    def alerts(self) -> list[dict[str, Any]]:
+        topic = f"{self.root}/alerts"
+        return [json.loads(m.payload) for m in self.matching(lambda m: m.topic == topic)]
+
+    def wait_alert(
+        self, event: str, *, device: str | None = None, timeout: float = 20
+    ) -> dict[str, Any]:
+        topic = f"{self.root}/alerts"
+
+        def match(m: Any) -> bool:
+            if m.topic != topic:
+                return False
+            body = json.loads(m.payload)
+            return bool(body["event"] == event and (device is None or body["device"] == device))
+
+        found = self.wait_for(match, timeout)
+        assert not found[-1].retain
+        body: dict[str, Any] = json.loads(found[-1].payload)
+        return body
+
+
+@pytest.fixture
+def watch(broker: TestBroker) -> Iterator[AlertWatch]:
+    probe = AlertWatch(broker)
+    yield probe
+    probe.close()
+
+
+@pytest.fixture
+def spawned(broker: TestBroker, tmp_path: Path) -> Iterator[Spawned]:
+    procs = Spawned(broker, tmp_path)
+    yield procs
+    procs.close()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def hooks() -> Iterator[WebhookSink]:
+    sink = WebhookSink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+def make_monitor(
+    broker: TestBroker, database_url: str, tmp_path: Path, **overrides: object
+) -> MonitorProcess:
+    return MonitorProcess(broker, database_url, tmp_path / "monitor.log", **{**FAST, **overrides})
+
+
+@pytest.fixture
+def monitors() -> Iterator[list[MonitorProcess]]:
+    started: list[MonitorProcess] = []
+    yield started
+    for proc in started:
+        proc.stop()
+
+
+def start(proc: MonitorProcess, watch: AlertWatch, monitors: list[MonitorProcess]) -> None:
+    monitors.append(proc)
+    proc.start(probe=watch)
+
+
+def configure(database_url: str, action: Callable[[AsyncSession], Awaitable[object]]) -> None:
+    """Change alerting configuration in-process (the CLI is tested where it matters)."""
+
+    async def run() -> None:
+        engine = create_engine_for(database_url)
+        try:
+            async with make_session_factory(engine)() as session:
+                await action(session)
+                await session.commit()
+        finally:
+            await engine.dispose()
+
+    run_coroutine(run)
+
+
+def add_channel(database_url: str, name: str, url: str) -> None:
+    configure(database_url, lambda s: api.add_channel(s, name=name, url=url))
+
+
+def stored_alerts(proc: MonitorProcess) -> list[dict[str, Any]]:
+    out = proc.cli("alerts", "list", "--all", "--json", "--limit", "1000").stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def titled(text: str) -> Any:
+    return lambda item: text in item.title
+
+
+# --- email and webhook for a killed device -----------------------------------------------
+
+
+def test_a_killed_device_reaches_mail_and_webhook_then_one_recovery_each(
+    broker: TestBroker,
+    database_url: str,
+    tmp_path: Path,
+    watch: AlertWatch,
+    spawned: Spawned,
+    smtp: SmtpSink,
+    hooks: WebhookSink,
+    monitors: list[MonitorProcess],
+) -> None:
+    dev = "alert-mail-1"
+    broker.add_device(dev)
+    monitor = make_monitor(broker, database_url, tmp_path)
+    monitor.cli("channels", "add", "ops-mail", smtp.url())
+    monitor.cli("channels", "add", "ops-hook", hooks.url("/ops"))
+    listed = monitor.cli("channels", "list").stdout
+    assert "ops-mail" in listed
+    assert "ops-hook" in listed
+    start(monitor, watch, monitors)
+
+    mark = time.monotonic()
+    device = spawned.device(dev)
+    watch.wait_state(dev, "online", after=mark)
+
+    device.send_signal(signal.SIGKILL)
+    device.wait(5)
+    (mail,) = smtp.wait(lambda m: dev in m.subject)
+    assert mail.subject == f"[clawbeat] {dev} is offline"
+    assert "connection-lost" in mail.body
+    assert mail.recipients == ("ops@example.com",)
+    (post,) = hooks.wait(titled(dev))
+    assert post.title == f"[clawbeat] {dev} is offline"
+    assert post.path == "/ops"
+    assert post.type == "failure"
+    event = watch.wait_alert("down", device=dev)
+    assert event["state"] == "offline"
+    assert event["severity"] == "critical"
+    assert sorted(event["channels"]) == ["ops-hook", "ops-mail"]
+
+    spawned.device(dev)
+    smtp.wait(lambda m: dev in m.subject, count=2)
+    hooks.wait(titled(dev), count=2)
+    watch.wait_alert("recovered", device=dev)
+    time.sleep(2)  # nothing more may follow
+    assert smtp.subjects() == [f"[clawbeat] {dev} is offline", f"[clawbeat] {dev} recovered"]
+    assert hooks.titles() == [f"[clawbeat] {dev} is offline", f"[clawbeat] {dev} recovered"]
+    (alert,) = stored_alerts(monitor)
+    assert alert["status"] == "resolved"
+    assert alert["device"] == dev
+    deliveries = monitor.cli("alerts", "deliveries").stdout
+    assert "4 sent" in deliveries
+    assert "0 failed" in deliveries
+
+
+def deliveries(proc: MonitorProcess) -> list[dict[str, Any]]:
+    out = proc.cli("alerts", "deliveries", "--json", "--limit", "1000").stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+# --- a failing channel, retried across a monitor restart -------------------------------------
+
+
+@SQLITE_ONLY
+def test_a_failing_channel_is_retried_with_backoff_and_delivered_once_across_a_restart(
+    broker: TestBroker,
+    database_url: str,
+    tmp_path: Path,
+    watch: AlertWatch,
+    spawned: Spawned,
+    hooks: WebhookSink,
+    monitors: list[MonitorProcess],
+) -> None:
+    dev = "alert-retry-1"
+    broker.add_device(dev)
+    flaky = WebhookSink(port=free_port())  # its server is down for now
+    first = make_monitor(broker, database_url, tmp_path, alert_retry_base=0.4)
+    add_channel(database_url, "flaky", flaky.url("/flaky"))
+    add_channel(database_url, "steady", hooks.url("/steady"))
+    start(first, watch, monitors)
+    mark = time.monotonic()
+    device = spawned.device(dev)
+    watch.wait_state(dev, "online", after=mark)
+    device.kill()
+    device.wait(5)
+    hooks.wait(titled(f"{dev} is offline"))  # the working channel gets it at once
+
+    def flaky_row() -> dict[str, Any] | None:
+        rows = [d for d in deliveries(first) if d["channel"] == "flaky"]
+        return rows[0] if rows and rows[0]["attempts"] >= 3 else None
+
+    row = wait_until(flaky_row, 20, every=0.3, what="three failed attempts")
+    assert row["state"] in ("pending", "sending")
+    assert row["last_error"]
+    assert first.cli("alerts", "deliveries", "--state", "pending").returncode == 0
+
+    # Restart the monitor while the delivery is still pending, then bring the server up.
+    assert first.terminate() == 0
+    second = make_monitor(broker, database_url, tmp_path, alert_retry_base=0.4)
+    start(second, watch, monitors)
+    flaky.start()
+    try:
+        flaky.wait(titled(f"{dev} is offline"), timeout=20)
+        time.sleep(3)  # a duplicate would come within the retry cap
+        assert flaky.titles() == [f"[clawbeat] {dev} is offline"]
+    finally:
+        flaky.stop()
+    assert hooks.titles() == [f"[clawbeat] {dev} is offline"]
+    rows = deliveries(second)
+    assert {d["state"] for d in rows} == {"sent"}
+    assert len(rows) == 2
+    assert next(d["attempts"] for d in rows if d["channel"] == "flaky") >= 4
+    # The alert was decided once, before the restart: one event on MQTT.
+    assert [a["event"] for a in watch.alerts()] == ["down"]
+
+
+# --- a storm: 500 devices lose the broker at once ---------------------------------------------
+
+
+@SQLITE_ONLY
+def test_500_devices_dropping_at_once_give_one_outage_alert_and_one_recovery(
+    broker: TestBroker,
+    database_url: str,
+    tmp_path: Path,
+    watch: AlertWatch,
+    spawned: Spawned,
+    hooks: WebhookSink,
+    monitors: list[MonitorProcess],
+) -> None:
+    prefix, count, password = "storm-", 500, "storm-password"
+    broker.add_devices([f"{prefix}{i:05d}" for i in range(count)], password)
+    monitor = make_monitor(broker, database_url, tmp_path, storm_window=3)
+    add_channel(database_url, "ops", hooks.url("/ops"))
+    start(monitor, watch, monitors)
+
+    def all_online() -> bool:
+        states = watch.latest_all()
+        return sum(1 for s in states.values() if s["state"] == "online") == count
+
+    fleet = spawned.simulate(prefix=prefix, count=count, password=password, interval=1.0)
+    wait_until(all_online, 30, every=0.2, what="500 devices online")
+
+    fleet.send_signal(signal.SIGKILL)  # every connection dies: 500 wills at once
+    fleet.wait(10)
+    (post,) = hooks.wait(titled("outage"))
+    assert post.title == "[clawbeat] outage: 500 devices down"
+    assert "500 offline (connection-lost)" in post.message
+    event = watch.wait_alert("outage")
+    assert event["devices"] == 500
+    time.sleep(4)  # more than the storm window: nothing per device follows
+    assert hooks.titles() == ["[clawbeat] outage: 500 devices down"]
+
+    spawned.simulate(prefix=prefix, count=count, password=password, interval=1.0)
+    hooks.wait(titled("outage over"), timeout=30)
+    watch.wait_alert("outage-over")
+    time.sleep(4)
+    assert hooks.titles() == [
+        "[clawbeat] outage: 500 devices down",
+        "[clawbeat] outage over: all 500 devices back",
+    ]
+    assert [a["event"] for a in watch.alerts()] == ["outage", "outage-over"]
+    (alert,) = stored_alerts(monitor)
+    assert (alert["kind"], alert["status"]) == ("outage", "resolved")
+
+
+# --- restarts of the monitor with a healthy fleet ----------------------------------------------
+
+
+@SQLITE_ONLY
+def test_monitor_restarts_with_a_healthy_fleet_send_nothing_and_a_held_drop_survives_a_crash(
+    broker: TestBroker,
+    database_url: str,
+    tmp_path: Path,
+    watch: AlertWatch,
+    spawned: Spawned,
+    hooks: WebhookSink,
+    monitors: list[MonitorProcess],
+) -> None:
+    prefix, count, password = "calm-", 20, "calm-password"
+    broker.add_devices([f"{prefix}{i:05d}" for i in range(count)], password)
+    sdk = "calm-sdk"
+    broker.add_device(sdk)
+    first = make_monitor(broker, database_url, tmp_path)
+    add_channel(database_url, "ops", hooks.url("/ops"))
+    start(first, watch, monitors)
+    spawned.simulate(prefix=prefix, count=count, password=password, interval=0.5)
+    device = spawned.device(sdk)
+    wait_until(
+        lambda: sum(1 for s in watch.latest_all().values() if s["state"] == "online") == count + 1,
+        20,
+        what="fleet online",
+    )
+    time.sleep(1)
+
+    assert first.terminate() == 0  # a clean restart
+    second = make_monitor(broker, database_url, tmp_path)
+    start(second, watch, monitors)
+    time.sleep(3.5)  # warm-up, storm window, a few follow-up passes
+    second.kill()  # a crash, then a restart
+    third = make_monitor(broker, database_url, tmp_path)
+    start(third, watch, monitors)
+    time.sleep(3.5)
+    assert hooks.posts == []
+    assert watch.alerts() == []
+    assert stored_alerts(third) == []
+
+    # A device dies and the monitor crashes while the drop is still held (storm window):
+    # the next monitor judges it again from the checkpoint, and alerts exactly once.
+    mark = time.monotonic()
+    device.kill()
+    device.wait(5)
+    watch.wait_state(sdk, "offline", after=mark)
+    time.sleep(0.5)  # the device row says offline now (flush_interval 0.2 s)
+    third.kill()
+    assert hooks.posts == []
+    fourth = make_monitor(broker, database_url, tmp_path)
+    start(fourth, watch, monitors)
+    hooks.wait(titled(sdk))
+    assert "1 devices went down undecided before the restart" in fourth.log_path.read_text()
+    time.sleep(2.5)
+    assert hooks.titles() == [f"[clawbeat] {sdk} is offline"]
+    assert [a["event"] for a in watch.alerts()] == ["down"]
+
+
+# --- flapping ------------------------------------------------------------------------------------
+
+
+def _beat(shell: subprocess.Popen[bytes], seq: int, session: str) -> None:
+    assert shell.stdin is not None
+    shell.stdin.write(
+        json.dumps({"seq": seq, "session": session, "interval": 0.5}).encode() + b"\n"
+    )
+    shell.stdin.flush()
+
+
+@SQLITE_ONLY
+def test_a_flapping_device_gives_one_flapping_alert_then_one_stable_notice(
+    broker: TestBroker,
+    database_url: str,
+    tmp_path: Path,
+    watch: AlertWatch,
+    spawned: Spawned,
+    hooks: WebhookSink,
+    monitors: list[MonitorProcess],
+) -> None:
+    dev = "alert-flap-1"
+    broker.add_device(dev)
+    monitor = make_monitor(
+        broker, database_url, tmp_path, flap_changes=4, flap_window=5, storm_window=2
+    )
+    add_channel(database_url, "ops", hooks.url("/ops"))
+    start(monitor, watch, monitors)
+
+    for cycle in range(5):  # connect, beat, die: offline, then a new connection
+        session = f"flap-{cycle}"
+        shell = spawned.shell_device(dev, session)
+        _beat(shell, 0, session)
+        watch.wait_state(dev, "online", after=time.monotonic() - 0.3)
+        time.sleep(0.4)
+        mark = time.monotonic()
+        shell.kill()
+        shell.wait(5)
+        watch.wait_state(dev, "offline", after=mark)
+    # The 5th drop was the 9th change: flapping since the 5th; one alert only.
+    (flapping,) = hooks.wait(titled("flapping"))
+    assert flapping.title == f"[clawbeat] {dev} is flapping"
+    watch.wait_alert("flapping", device=dev)
+
+    # Back for good: beating steadily; stable after flap_window without a change.
+    shell = spawned.shell_device(dev, "steady")
+    for seq in range(16):
+        _beat(shell, seq, "steady")
+        time.sleep(0.4)
+    hooks.wait(titled("stopped flapping"), timeout=10)
+    assert hooks.titles() == [
+        f"[clawbeat] {dev} is flapping",
+        f"[clawbeat] {dev} stopped flapping: online",
+    ]
+    assert [a["event"] for a in watch.alerts()] == ["flapping", "stable"]
+
+
+# --- maintenance windows --------------------------------------------------------------------------
+
+
+@SQLITE_ONLY
+def test_maintenance_silences_the_window_and_its_aftermath_then_alerts_normally(
+    broker: TestBroker,
+    database_url: str,
+    tmp_path: Path,
+    watch: AlertWatch,
+    spawned: Spawned,
+    hooks: WebhookSink,
+    monitors: list[MonitorProcess],
+) -> None:
+    dev, other = "alert-maint-1", "alert-maint-2"
+    broker.add_device(dev)
+    broker.add_device(other)
+    monitor = make_monitor(broker, database_url, tmp_path)
+    add_channel(database_url, "ops", hooks.url("/ops"))
+    start(monitor, watch, monitors)
+    mark = time.monotonic()
+    device = spawned.device(dev)
+    neighbour = spawned.device(other)
+    watch.wait_state(dev, "online", after=mark)
+    watch.wait_state(other, "online", after=mark)
+
+    # A recurring window that never covers now, and one ended by hand: both harmless.
+    monitor.cli("maintenance", "add", "--all", "--every", "sun 03:00", "--for", "1h")
+    monitor.cli("maintenance", "add", "--device", other, "--for", "1h")
+    monitor.cli("maintenance", "end", "2")
+    window_end = time.monotonic() + 4.5
+    added = monitor.cli("maintenance", "add", "--device", dev, "--for", "4.5s", "--note", "swap")
+    assert "maintenance window #3: device alert-maint-1" in added.stdout
+    time.sleep(0.6)  # the monitor re-reads windows every 0.2 s
+
+    # Inside the window: the device dies. Nothing.
+    device.kill()
+    device.wait(5)
+    watch.wait_state(dev, "offline", after=mark)
+    listed = monitor.cli("maintenance", "list").stdout
+    assert "swap" in listed
+    assert "every sun 03:00 UTC for 1h" in listed
+    assert "device alert-maint-2" not in listed  # ended
+    assert time.monotonic() < window_end, "too slow: the window ended before the checks"
+    # The window ends with the device still down: nothing either.
+    time.sleep(max(0.0, window_end - time.monotonic()) + 2.5)
+    assert hooks.posts == []
+    # It comes back (no recovery: nothing was alerted), then dies again: alerted.
+    mark = time.monotonic()
+    device = spawned.device(dev)
+    watch.wait_state(dev, "online", after=mark)
+    time.sleep(1.8)  # longer than the storm window: a recovery would have been sent
+    assert hooks.posts == []
+    device.kill()
+    device.wait(5)
+    hooks.wait(titled(dev))
+    # The neighbour, whose window was ended, is alerted normally too.
+    neighbour.kill()
+    neighbour.wait(5)
+    hooks.wait(titled(other))
+    time.sleep(1)
+    assert sorted(hooks.titles()) == [
+        f"[clawbeat] {dev} is offline",
+        f"[clawbeat] {other} is offline",
+    ]
+
+
+# --- repeat, escalation, acknowledgement ---------------------------------------------------
+
+
+@SQLITE_ONLY
+def test_repeats_and_escalation_until_acknowledged(
+    broker: TestBroker,
+    database_url: str,
+    tmp_path: Path,
+    watch: AlertWatch,
+    spawned: Spawned,
+    hooks: WebhookSink,
+    monitors: list[MonitorProcess],
+) -> None:
+    dev = "alert-nag-1"
+    broker.add_device(dev)
+    monitor = make_monitor(broker, database_url, tmp_path, repeat_every=3, escalate_after=4)
+    add_channel(database_url, "primary", hooks.url("/primary"))
+    add_channel(database_url, "boss", hooks.url("/boss"))
+    monitor.cli("rules", "add", "main", "--channel", "primary", "--escalate-to", "boss")
+    assert "main" in monitor.cli("rules", "list").stdout
+    start(monitor, watch, monitors)
+    mark = time.monotonic()
+    device = spawned.device(dev)
+    watch.wait_state(dev, "online", after=mark)
+    device.kill()
+    device.wait(5)
+
+    def on(path: str) -> Any:
+        return lambda h: h.path == path
+
+    (opened,) = hooks.wait(on("/primary"))
+    assert opened.title == f"[clawbeat] {dev} is offline"
+    first, second = hooks.wait(on("/primary"), count=3)[1:]
+    # Once escalated, reminders go to the boss too.
+    escalated, boss_reminder = hooks.wait(on("/boss"), count=2)[:2]
+    assert first.title == f"[clawbeat] reminder 1: {dev} is offline"
+    assert escalated.title == f"[clawbeat] ESCALATED: {dev} is offline"
+    assert second.title == f"[clawbeat] reminder 2: {dev} is offline"
+    assert boss_reminder.title == second.title
+    assert 2.5 <= first.at - opened.at <= 4.0
+    assert 3.5 <= escalated.at - opened.at <= 5.0
+    assert 5.5 <= second.at - opened.at <= 7.0
+
+    (alert,) = [a for a in stored_alerts(monitor) if a["status"] == "open"]
+    acked = monitor.cli("alerts", "ack", str(alert["id"]), "--by", "alice")
+    assert "acknowledged by alice" in acked.stdout
+    count = len(hooks.posts)
+    time.sleep(3.5)  # past the next reminder (repeat_every after the last)
+    assert len(hooks.posts) == count
+    again = monitor.cli("alerts", "ack", str(alert["id"]), check=False)
+    assert again.returncode == 2
+    assert "already acknowledged by alice" in again.stderr
+
+    # Recovery still goes to everyone the alert reached.
+    spawned.device(dev)
+    hooks.wait(lambda h: "recovered" in h.title, count=2)
+    recovered = {h.path for h in hooks.posts if "recovered" in h.title}
+    assert recovered == {"/primary", "/boss"}
+    listed = monitor.cli("alerts", "list", "--all").stdout
+    assert "alice" in listed
+    assert "escalated" in listed

@@ -1,0 +1,255 @@
+"""The dashboard in a real headless Chromium, against a real monitor process.
+
+The monitor is ``python -m monitor.cli monitor`` with its HTTP server on a free port;
+devices are the SDK's simulator and a ``mosquitto_pub`` shell device; the token comes
+from ``clawbeat token create``. The browser signs in through the page's token dialog,
+watches a device go stale without reloading (server-sent events), and saves
+screenshots to ``test-artifacts/`` for people to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+
+from monitor.store import repository
+from monitor.store.rows import RollupRow
+from tests.harness.db_fixtures import open_store
+from tests.harness.monitor import MonitorProcess, Spawned, StatusWatch, wait_until
+from tests.harness.mosquitto import TestBroker
+from tests.harness.postgres import run_coroutine
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+FAST = {
+    "grace": 1,
+    "missed_limit": 2,
+    "warmup": 1,
+    "will_hold": 0.5,
+    "default_interval": 1,
+    "flush_interval": 0.2,
+    "summary_interval": 1,
+    "http_bind": "127.0.0.1:0",
+}
+_LISTENING = re.compile(r"HTTP API and dashboard on (http://\S+?)/?$", re.MULTILINE)
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+def _chromium_path() -> str:
+    path = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
+    if path is None:
+        # Never skip: a green run without a browser would test nothing.
+        pytest.fail(
+            "the dashboard test needs Chromium: install it with `apt-get install chromium` "
+            "(or run `.ci/run`, which installs it); never `playwright install`",
+            pytrace=False,
+        )
+    return path
+
+
+@pytest.fixture
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    executable = _chromium_path()
+    try:
+        browser = playwright.chromium.launch(
+            executable_path=executable, args=CHROMIUM_ARGS, headless=True
+        )
+    except Exception as exc:  # the message names the missing piece
+        pytest.fail(f"cannot start {executable}: {exc}", pytrace=False)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def spawned(broker: TestBroker, tmp_path: Path) -> Iterator[Spawned]:
+    procs = Spawned(broker, tmp_path)
+    yield procs
+    procs.close()
+
+
+SENSORS = [f"sensor-{i:05d}" for i in range(12)]
+
+
+def _seed_history(database_url: str) -> None:
+    """An hour of heartbeat rollups for the sensors, so the charts have a shape to draw.
+
+    Only the figures before this test started are made up (with a 10-minute dip in
+    which a third of the fleet missed half its heartbeats); everything from now on is
+    what the monitor really receives.
+    """
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    rows = []
+    for back in range(1, 60):
+        minute = now - timedelta(minutes=back)
+        for i, device in enumerate(SENSORS):
+            dip = 18 <= back <= 27 and i % 3 == 0
+            count = 60 if dip else 120
+            latency = 8 + 4 * math.sin(back / 6 + i)
+            rows.append(
+                RollupRow(
+                    device_id=device,
+                    minute=minute,
+                    count=count,
+                    missed=120 - count,
+                    latency_count=count,
+                    latency_sum_ms=latency * count,
+                    latency_max_ms=latency * 3,
+                    jitter_count=count,
+                    jitter_sum_ms=(3 + (2 if dip else 0)) * count,
+                    jitter_max_ms=15.0,
+                )
+            )
+
+    async def write() -> None:
+        async with open_store(database_url) as sessions, sessions() as session:
+            await repository.add_rollups(session, rows=rows)
+            await session.commit()
+
+    run_coroutine(write)
+
+
+@pytest.fixture
+def monitor(broker: TestBroker, database_url: str, tmp_path: Path) -> Iterator[MonitorProcess]:
+    _seed_history(database_url)
+    proc = MonitorProcess(broker, database_url, tmp_path / "monitor.log", **FAST)
+    watch = StatusWatch(broker)
+    try:
+        proc.start(probe=watch)
+    finally:
+        watch.close()
+    yield proc
+    proc.stop()
+
+
+def _dashboard_url(monitor: MonitorProcess) -> str:
+    def found() -> str | None:
+        match = _LISTENING.search(monitor.log_path.read_text(errors="replace"))
+        return match.group(1) if match else None
+
+    url: str = wait_until(found, 10, what="the monitor's HTTP address in its log")
+    return url
+
+
+def _beat(shell: subprocess.Popen[bytes], seq: int, session: str) -> None:
+    assert shell.stdin is not None
+    line = json.dumps({"seq": seq, "session": session, "interval": 0.5, "fw": "pump-2.1"})
+    shell.stdin.write(line.encode() + b"\n")
+    shell.stdin.flush()
+
+
+def _sign_in(page: Page, url: str, token: str) -> None:
+    page.goto(url + "/")
+    dialog = page.locator("#token-dialog")
+    expect(dialog).to_be_visible()
+    page.fill("#token-input", token)
+    page.click("#token-dialog button[type=submit]")
+    expect(page.locator("#who")).to_contain_text("admin", timeout=10_000)
+
+
+def test_dashboard_shows_a_device_going_stale_without_a_reload(
+    broker: TestBroker, monitor: MonitorProcess, spawned: Spawned, browser: Browser
+) -> None:
+    url = _dashboard_url(monitor)
+    created = json.loads(
+        monitor.cli("token", "create", "--scope", "admin", "--name", "e2e", "--json").stdout
+    )
+    fleet_password = "sim-pass-1"
+    broker.add_devices(SENSORS, fleet_password)
+    spawned.simulate(prefix="sensor-", count=12, password=fleet_password)
+    pump = "pump-7"
+    broker.add_device(pump)
+    shell = spawned.shell_device(pump, "s1")
+    seq = 0
+    _beat(shell, seq, "s1")
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    _sign_in(page, url, created["token"])
+
+    row = page.locator(f'#devices tr[data-id="{pump}"]')
+    # Keep the pump beating until the page shows it online.
+    for _ in range(40):
+        seq += 1
+        _beat(shell, seq, "s1")
+        if row.count() and row.locator(".badge").text_content() == "online":
+            break
+        page.wait_for_timeout(250)
+    expect(row.locator(".badge")).to_have_text("online")
+    expect(page.locator('[data-count="total"] .n')).to_have_text("13", timeout=10_000)
+    expect(page.locator("#live")).to_contain_text("live")
+
+    # A marker that a reload would wipe out.
+    page.evaluate("window.__noReload = 'still here'")
+    # The pump stays connected but stops beating: late, then stale.
+    expect(row.locator(".badge")).to_have_text("stale", timeout=15_000)
+    expect(page.locator('[data-count="stale"] .n')).to_have_text("1")
+    expect(page.locator("#feed")).to_contain_text(pump)
+    assert page.evaluate("window.__noReload") == "still here", "the page was reloaded"
+    # Charts are drawn from the rollups (the current minute has heartbeats).
+    page.click('#range button[data-range="1h"]')
+    expect(page.locator("#chart-rate svg rect").first).to_be_attached(timeout=10_000)
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.wait_for_timeout(500)  # let the flash animation and charts settle
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+    # The device page: status, timeline, controls; it too follows the device live.
+    page.click(f'#devices tr[data-id="{pump}"] a')
+    expect(page.locator("#device-state .badge")).to_have_text("stale")
+    expect(page.locator("#timeline")).to_contain_text("stale")
+    expect(page.locator("#set-interval")).to_be_enabled()
+    page.evaluate("window.__noReload = 'still here'")
+    for _ in range(3):
+        seq += 1
+        _beat(shell, seq, "s1")
+    expect(page.locator("#device-state .badge")).to_have_text("online", timeout=10_000)
+    assert page.evaluate("window.__noReload") == "still here"
+    # The controls (admin token): an interval override and maintenance.
+    page.fill("#interval", "15")
+    page.click("#set-interval")
+    expect(page.locator("#manage-msg")).to_contain_text("interval set to 15 s")
+    expect(page.locator("#facts")).to_contain_text("15 s · override")
+    page.click("#maintenance")
+    expect(page.locator("#device-state .badge")).to_have_text("maintenance", timeout=5_000)
+    expect(page.locator("#maintenance")).to_have_text("End maintenance")
+    page.click("#mute")
+    expect(page.locator("#manage-msg")).to_contain_text("alerts muted until")
+    page.screenshot(path=str(ARTIFACTS / "device.png"), full_page=True)
+
+    # Phone-sized screen: the fleet page still fits.
+    phone = browser.new_page(viewport={"width": 390, "height": 844})
+    phone.goto(url + "/")
+    phone.evaluate(f"localStorage.setItem('clawbeat.token', {json.dumps(created['token'])})")
+    phone.reload()
+    expect(phone.locator('[data-count="total"] .n')).to_have_text("13", timeout=10_000)
+    expect(phone.locator("#devices tbody tr")).to_have_count(13)
+    expect(phone.locator("#chart-rate svg rect").first).to_be_attached()
+    width = phone.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the fleet page is {width}px wide on a 390px screen"
+    phone.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
+    assert not errors, f"JavaScript errors: {errors}"
