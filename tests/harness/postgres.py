@@ -24,9 +24,7 @@ import asyncio
 import contextlib
 import os
 import pwd
-import random
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -40,6 +38,8 @@ from typing import Any, Final, Protocol, Self, TypeVar
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 import docker  # type: ignore[import-untyped]  # comes with testcontainers
 from sqlalchemy import make_url
+
+from broker.runner import free_port
 
 try:
     from testcontainers.community.postgres import PostgresContainer
@@ -118,26 +118,6 @@ def run_coroutine(factory: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
     if failure:
         raise failure[0]
     return outcome[0]
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on now, preferably outside the ephemeral range.
-
-    Ports the kernel hands out for ``bind(0)`` come from the same range as the source
-    ports of outgoing connections; a busy test (hundreds of simulated devices) can take
-    such a port between this check and the server binding it, or while a fault test has
-    the server stopped. Below 32768 only listeners compete.
-    """
-    candidates = random.sample(range(20_000, 32_000), 50)
-    for candidate in [*candidates, 0]:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", candidate))
-            except OSError:
-                continue
-            port: int = sock.getsockname()[1]
-            return port
-    raise PostgresUnavailable("no free TCP port on 127.0.0.1")
 
 
 def quote_ident(name: str) -> str:
