@@ -2,17 +2,20 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck unit bootstrap bench clean
+.PHONY: run test lint typecheck unit bootstrap bootstrap-tests bench clean
 
 bootstrap:
 	@scripts/bootstrap.sh
+
+bootstrap-tests:
+	@scripts/bootstrap.sh --tests
 
 ## Broker + monitor (embedded SQLite) + a simulated fleet, until Ctrl-C.
 run: bootstrap
 	$(BIN)/clawbeat demo
 
 ## Lint, type-check and the whole test suite against real Mosquitto/PostgreSQL/SQLite.
-test: bootstrap lint typecheck
+test: bootstrap-tests lint typecheck
 	$(BIN)/pytest
 
 lint:
@@ -22,10 +25,10 @@ lint:
 typecheck:
 	$(BIN)/mypy
 
-unit: bootstrap
+unit: bootstrap-tests
 	$(BIN)/pytest tests/unit
 
-bench: bootstrap
+bench: bootstrap-tests
 	$(BIN)/python -m bench.run_all
 
 clean:

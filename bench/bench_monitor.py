@@ -1,24 +1,29 @@
 """End-to-end monitor benchmark: MQTT -> monitor -> committed PostgreSQL state.
 
-Three measurements, each in its own process so CPU time and memory are its alone:
+Three measurements; whatever is measured runs in its own process, so CPU time and
+memory are its alone:
 
 1. **Throughput.** A real Mosquitto (the project's ``mosquitto.conf``, via the test
    harness) and a throwaway PostgreSQL cluster. ``--devices`` device users publish
    protocol heartbeats (QoS 1, retained, as protocol v1 says) from ``--publishers``
-   paho processes, each process holding one MQTT connection per device it plays (the
-   ACL lets a device write only its own topics). First the load goes to a bare aiomqtt
-   loop that only counts messages, then to the real :class:`MonitorService` writing to
-   PostgreSQL. Reported: messages/s delivered, CPU seconds the receiver spent, and
-   for the monitor the time until every device's last ``seq`` is committed.
-2. **Memory per device** for the whole monitor state (engine + service dicts) at
-   100k and 1M devices, heartbeats fed through ``MonitorService.heartbeat`` (the path
-   ingest calls), RSS delta measured with psutil.
-3. **Detection latency** at 100k devices: deadlines spread over a few seconds, the
-   service's own tick loop (100 ms, real ``time.monotonic``) and transition handling
-   (status payloads, transition rows, logs), latency = transition handled - deadline.
+   paho processes, one MQTT connection per device (the ACL lets a device write only
+   its own topics). The load goes first to a bare aiomqtt loop that only counts, then
+   to the real :class:`MonitorService` writing to PostgreSQL, each in two timed
+   phases: *live* (receiver running while the publishers go) and *backlog* (receiver
+   stopped with SIGSTOP while they publish, timed from SIGCONT: its capacity without
+   the load generator on the same CPUs). Reported: messages/s, receiver CPU seconds,
+   and for the monitor the time until every device's last ``seq`` is committed.
+2. **Memory per device** of the monitor's state (engine + service dicts) at 100k and
+   1M devices, heartbeats fed through ``MonitorService.heartbeat`` (the call ingest
+   makes), RSS delta measured with psutil.
+3. **Detection latency** at 100k devices all missing their heartbeats, deadlines
+   spread over 10 s: the service's own tick loop (100 ms, real ``time.monotonic``) and
+   transition handling; latency = transitions handled - deadline.
 
-Run ``python -m bench.bench_monitor`` (``--quick`` for a smoke run). Prints JSON and
-rewrites the ``bench_monitor`` section of ``docs/performance.md``.
+``python -m bench.bench_monitor`` (about 3 minutes; ``--quick`` for a smoke run)
+prints JSON and rewrites the ``bench_monitor`` section of ``docs/performance.md``.
+``--profile`` adds a cProfile of the monitor process (which slows it: don't compare
+those figures), ``--skip PART`` leaves a part out.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ import psutil
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from broker.runner import free_port
 from device_client.protocol import DEFAULT_TOPIC_ROOT, Heartbeat, Topics, decode_heartbeat
 from monitor.liveness.engine import LivenessEngine
 from monitor.liveness.policy import DEFAULT_CLASS, Policy
@@ -86,7 +92,6 @@ PAYLOAD: Final = (
     '"fw":"1.4.2","metrics":{"rssi":-61,"battery_v":3.71}}'
 )
 STALL_SECONDS: Final = 5.0
-BENCH_MAX_QUEUED: Final = 1_000_000
 MP: Final = mp.get_context("spawn")
 
 
@@ -648,7 +653,11 @@ def bench_throughput(
         decode_heartbeat(PAYLOAD % (0, seq_session, time.time(), 1.0))  # payload is valid
     with (
         tempfile.TemporaryDirectory(prefix="clawbeat-bench-") as tmp,
-        _bench_broker(TestBroker(Path(tmp) / "broker"), broker_options) as broker,
+        _bench_broker(
+            TestBroker(Path(tmp) / "broker"),
+            broker_options,
+            queue_needed=2 * load.devices * max(load.live_rounds, load.backlog_rounds),
+        ) as (broker, broker_changes),
         obtain_server() as server,
     ):
         broker.add_devices(ids, password)
@@ -685,6 +694,8 @@ def bench_throughput(
             # The backlog phase stops the process for a while: keep the broker from
             # declaring it dead meanwhile.
             "mqtt_keepalive": 300,
+            # The HTTP server runs as in production, on a port nobody else holds.
+            "http_bind": f"127.0.0.1:{free_port()}",
         }
         mon = MP.Process(
             target=_monitor_main,
@@ -730,7 +741,7 @@ def bench_throughput(
         "load": asdict(load),
         "qos": 1,
         "retained": True,
-        "broker_options": [f"max_queued_messages {BENCH_MAX_QUEUED}", *broker_options],
+        "broker_changes": broker_changes,
         "bare_aiomqtt": bare_result,
         "monitor": monitor_result,
         "ratio": ratios,
@@ -739,27 +750,29 @@ def bench_throughput(
 
 
 @contextlib.contextmanager
-def _bench_broker(broker: TestBroker, options: list[str]) -> Iterator[TestBroker]:
-    """The harness broker (the project's mosquitto.conf) with a deeper per-client queue.
+def _bench_broker(
+    broker: TestBroker, options: list[str], *, queue_needed: int
+) -> Iterator[tuple[TestBroker, list[str]]]:
+    """The harness broker: the project's mosquitto.conf, rendered for a temp directory.
 
-    The shipped ``max_queued_messages 1000`` makes Mosquitto drop QoS 1 messages for a
-    subscriber more than 1000 messages behind. A burst as fast as the publishers can go
-    outruns even the bare receive loop, and the backlog phase queues everything on
-    purpose, so the bench lifts that cap. ``options`` (``--broker-option``) replace or
-    add further lines, for experiments.
+    ``options`` (``--broker-option``, for experiments) replace or add lines. Should the
+    shipped ``max_queued_messages`` be too small for the backlog phase (Mosquitto drops
+    QoS 1 messages for a subscriber that far behind), it is raised, and the change is
+    reported. Yields the broker and the lines changed.
     """
-    extra = [f"max_queued_messages {BENCH_MAX_QUEUED}", *options]
-    keys = {line.split()[0] for line in extra}
     conf = broker.process.conf_path
-    kept = [
-        line
-        for line in conf.read_text().splitlines()
-        if line.split()[:1] not in [[k] for k in keys]
-    ]
+    lines = conf.read_text().splitlines()
+    extra = list(options)
+    queued = [int(line.split()[1]) for line in lines if line.split()[:1] == ["max_queued_messages"]]
+    shipped = queued[-1] if queued else 1000  # Mosquitto's default
+    if 0 < shipped < queue_needed and not any(o.startswith("max_queued_messages") for o in extra):
+        extra.append(f"max_queued_messages {queue_needed}")
+    keys = {line.split()[0] for line in extra}
+    kept = [line for line in lines if not (line.split()[:1] and line.split()[0] in keys)]
     conf.write_text("\n".join([*kept, *extra]) + "\n")
     broker.start()
     try:
-        yield broker
+        yield broker, extra
     finally:
         broker.stop()
 
@@ -1091,6 +1104,16 @@ def _throughput_lines(t: dict[str, Any], m: dict[str, Any]) -> list[str]:
             f"**{_fmt(committed)} heartbeats/s** to committed state "
             f"(target ≥ 10,000: {_meets(committed >= 10_000)})."
         )
+    if "live" in bare and "backlog" in bare:
+        live, backlog = bare["live"], bare["backlog"]
+        if live["received_per_s"] < 0.8 * backlog["received_per_s"]:
+            lines.append(
+                f"- In the live phase the publishers ({live['publishers_cpu_s']} CPU s) and "
+                f"the broker compete with the receiver for the {m['nproc']} CPUs: the bare "
+                f"loop took in {_fmt(live['received_per_s'])}/s there against "
+                f"{_fmt(backlog['received_per_s'])}/s draining a backlog alone. The "
+                "**backlog** phase is the capacity comparison."
+            )
     lines += [
         f"- Start-up with {load['devices']:,} devices: the monitor took "
         f"{mon['retained_replay_s']} s from subscribing to having taken in the replayed "
@@ -1099,17 +1122,14 @@ def _throughput_lines(t: dict[str, Any], m: dict[str, Any]) -> list[str]:
         f"{mon['first_contact_s']} s (bare loop: {bare['first_contact_s']} s).",
         "",
         "How: a Mosquitto started by the test harness from the repository's "
-        "`mosquitto.conf` (loopback, no TLS), with one change: "
-        f"`{t['broker_options'][0]}`"
+        "`mosquitto.conf` (loopback, no TLS"
         + (
-            " plus " + ", ".join(f"`{o}`" for o in t["broker_options"][1:])
-            if len(t["broker_options"]) > 1
-            else ""
+            "; changed: " + ", ".join(f"`{o}`" for o in t["broker_changes"])
+            if t["broker_changes"]
+            else ", otherwise unchanged"
         )
-        + " instead of 1000 — with the shipped limit Mosquitto drops QoS 1 messages for a "
-        "subscriber more than 1000 behind, and a burst at full speed outruns even the bare "
-        "loop (see docs/operations.md). PostgreSQL is a throwaway local cluster with "
-        "`fsync=off` (the bench measures the monitor, not the disk). "
+        + ") and a throwaway PostgreSQL cluster with `fsync=off` (the bench measures the "
+        "monitor, not the disk). "
         f"{load['devices']:,} device users; {load['publishers']} publisher processes "
         "(paho-mqtt without its network thread, one connection per device, because the "
         "ACL lets a device publish only its own topics) publish protocol heartbeats of "
@@ -1134,21 +1154,25 @@ def _throughput_lines(t: dict[str, Any], m: dict[str, Any]) -> list[str]:
 
 def _memory_lines(memory: dict[str, Any]) -> list[str]:
     engine = {e["devices"]: e for e in memory.get("engine_only", [])}
+    header = "| devices | monitor state, bytes/device | RSS after |"
+    rule = "|---|---|---|"
+    if engine:
+        header += " engine alone, bytes/device |"
+        rule += "---|"
     lines = [
         "### Memory per tracked device",
         "",
-        "| devices | monitor state, bytes/device | RSS after | engine alone, bytes/device "
-        "| extra while pending in a flush window, bytes/device |",
-        "|---|---|---|---|---|",
+        header + " extra while pending in a flush window, bytes/device |",
+        rule + "---|",
     ]
     for svc in memory["service"]:
-        eng = engine.get(svc["devices"])
-        lines.append(
-            f"| {svc['devices']:,} | **{svc['bytes_per_device']:,}** "
-            f"| {svc['rss_after_mib']} MiB "
-            f"| {eng['bytes_per_device'] if eng else 'see bench_engine'} "
-            f"| {svc['pending_bytes_per_device']:,} |"
+        row = (
+            f"| {svc['devices']:,} | **{svc['bytes_per_device']:,}** | {svc['rss_after_mib']} MiB |"
         )
+        if engine:
+            eng = engine.get(svc["devices"])
+            row += f" {eng['bytes_per_device'] if eng else '—'} |"
+        lines.append(row + f" {svc['pending_bytes_per_device']:,} |")
     largest = memory["service"][-1]
     lines += [
         "",
@@ -1164,7 +1188,10 @@ def _memory_lines(memory: dict[str, Any]) -> list[str]:
         "N: engine records, deadline heap, service dictionaries, interpreter overhead. "
         "*Extra while pending* is what a device costs while its rollup, latest metrics "
         "and device row wait for the next flush (measured on up to 100,000 devices); only "
-        "devices that beat within one flush window (1 s) are pending at a time.",
+        "devices that beat within one flush window (1 s) are pending at a time. The "
+        "engine's own share is measured by `bench/bench_engine.py` (its section)"
+        + ("" if engine else "; `--engine-breakdown` adds it here")
+        + ".",
         "",
     ]
     return lines
@@ -1222,7 +1249,8 @@ def render_section(report: dict[str, Any]) -> str:
         lines += [
             "### Where the monitor's time goes",
             "",
-            "cProfile of the monitor process over the throughput run, by own time:",
+            "cProfile of the monitor process over the throughput run, by own time (a "
+            "profiled run: the profiler slows the monitor, so its figures above are low):",
             "",
             "```",
             report["profile"].rstrip(),

@@ -11,8 +11,8 @@ and shown. A device's own timestamp is only a latency/skew figure.
 from __future__ import annotations
 
 import asyncio
-import gc
 import contextlib
+import gc
 import logging
 import signal
 import time

@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# Make this machine able to run clawbeat and its tests: Debian packages (Mosquitto and its
-# clients, PostgreSQL server binaries for the tests' throwaway cluster, openssl, Chromium
-# for the dashboard test), then a
-# virtualenv with the project and its dev tools. Safe to run repeatedly; does nothing
-# that is already done.
+# Make this machine able to run clawbeat (and, with --tests, its tests): Debian packages
+# (Mosquitto and its clients, openssl; for the tests also the PostgreSQL server binaries
+# for throwaway clusters and Chromium for the dashboard test), then a virtualenv with
+# the project and its dev tools. Safe to run repeatedly; does nothing that is done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,13 +10,18 @@ need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
-if ! command -v pg_config >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+tests=false
+[ "${1:-}" = "--tests" ] && tests=true
+
+if $tests && ! command -v pg_config >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     need+=(postgresql)
 fi
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
 command -v make >/dev/null 2>&1 || need+=(make)
 # The dashboard's browser test drives the system Chromium (never `playwright install`).
-command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
+if $tests; then
+    command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
+fi
 
 if [ ${#need[@]} -gt 0 ]; then
     echo "bootstrap: installing ${need[*]}" >&2
