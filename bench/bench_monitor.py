@@ -1146,7 +1146,9 @@ def _throughput_lines(t: dict[str, Any], m: dict[str, Any]) -> list[str]:
         "when a query on `devices` shows every device at its last `seq` and session. "
         "*messages per receiver CPU second* uses the receiver process's user + system "
         "CPU time. The bare loop is an aiomqtt client that only counts messages; the "
-        "monitor is `MonitorService` with its production settings against PostgreSQL.",
+        "monitor is `MonitorService` against PostgreSQL with default settings except "
+        "`CLAWBEAT_MQTT_KEEPALIVE=300` (it is stopped for seconds in the backlog phase) "
+        "and its HTTP port.",
         "",
     ]
     return lines

@@ -130,6 +130,10 @@ class OfflineReason(StrEnum):
     SHUTDOWN = "shutdown"
 
 
+# A dict lookup, not MessageKind(kind): this runs for every message the monitor gets.
+_KINDS: Final = {kind.value: kind for kind in MessageKind}
+
+
 @dataclass(frozen=True, slots=True)
 class Topics:
     """Topic names under one root (``clawbeat/v1`` unless configured otherwise)."""
@@ -189,10 +193,10 @@ class Topics:
             raise InvalidTopic(f"topic {topic!r} is not {prefix}{{id}}/{{kind}}")
         device_id, kind = rest
         validate_device_id(device_id)
-        try:
-            return device_id, MessageKind(kind)
-        except ValueError:
-            raise InvalidTopic(f"unknown message kind {kind!r} in {topic!r}") from None
+        message_kind = _KINDS.get(kind)
+        if message_kind is None:
+            raise InvalidTopic(f"unknown message kind {kind!r} in {topic!r}")
+        return device_id, message_kind
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from device_client import protocol
 from device_client.protocol import (
@@ -24,8 +24,12 @@ from device_client.protocol import (
     Presence,
     Topics,
 )
-from monitor.liveness.outcomes import EventResult
+from monitor.liveness.outcomes import EventResult, Outcome
 from monitor.logging_setup import RateLimitedLog
+
+# Counter keys made once, not formatted per message.
+_HEARTBEAT_KEYS: Final = {o: f"heartbeat_{o.value}" for o in Outcome}
+_PRESENCE_KEYS: Final = {o: f"presence_{o.value}" for o in Outcome}
 
 
 class IngestSink(Protocol):
@@ -69,7 +73,7 @@ class Ingest:
                     now=now,
                     wall=wall,
                 )
-                self.counts[f"heartbeat_{result.outcome.value}"] += 1
+                self.counts[_HEARTBEAT_KEYS[result.outcome]] += 1
             elif kind is MessageKind.PRESENCE:
                 if not payload:
                     # A cleared retained presence (zero-length publish) is housekeeping.
@@ -82,7 +86,7 @@ class Ingest:
                     now=now,
                     wall=wall,
                 )
-                self.counts[f"presence_{result.outcome.value}"] += 1
+                self.counts[_PRESENCE_KEYS[result.outcome]] += 1
             else:
                 # Config topics are the monitor's own writes; it does not subscribe to
                 # them, but a broad subscription elsewhere must not make them events.

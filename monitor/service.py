@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from device_client.protocol import ConfigUpdate, Heartbeat, Presence, Topics, encode_config
@@ -86,13 +87,18 @@ class MonitorService:
         self.events = EventHub()  # live transitions and summaries for dashboards
         self.metrics = ServiceMetrics(self)  # this instance's own Prometheus registry
         self.writer = WriteBehind(
-            self.sessions, flush_interval=settings.flush_interval, on_flush=self.metrics.on_flush
+            self.sessions,
+            flush_interval=settings.flush_interval,
+            rollup_interval=settings.rollup_interval,
+            on_flush=self.metrics.on_flush,
         )
         self.ingest: Ingest | None = None
         self.link: MqttLink | None = None
         self.alerting = Alerting(settings, self.sessions, self.topics)  # monitor/alerts
         self.counts: Counter[str] = Counter()
         self._latest: dict[str, _Latest] = {}
+        self._minute_key = -1
+        self._minute_value = rollup_minute(0.0)
         self._stop = asyncio.Event()
         self._started_wall = time.time()
         self._warmed_up = False
@@ -134,25 +140,24 @@ class MonitorService:
         self, device_id: str, hb: Heartbeat, *, retained: bool, now: float, wall: float
     ) -> EventResult:
         assert self.engine is not None
-        before = self.engine.snapshot(device_id) if not retained else None
+        before = None if retained else self.engine.cadence(device_id)
         result = self.engine.heartbeat(device_id, hb, now, wall, retained=retained)
         if result.outcome in (Outcome.ACCEPTED, Outcome.RECONNECTED):
             self._latest[device_id] = _Latest(hb.fw, hb.metrics)
             latency_ms = None if result.latency is None else result.latency * 1000.0
             jitter_ms = None
             missed = 0
-            if (
-                before is not None
-                and before.last_seen_wall is not None
-                and before.session == hb.session
-                and before.effective_interval
-            ):
-                gap = wall - before.last_seen_wall
-                jitter_ms = abs(gap - before.effective_interval) * 1000.0
-                missed = max(0, round(gap / before.effective_interval) - 1)
+            if before is not None:
+                session, last_seen, interval = before
+                # Inter-arrival figures only within one session: a reconnect's gap is
+                # the outage, already told by transitions.
+                if last_seen is not None and session == hb.session and interval:
+                    gap = wall - last_seen
+                    jitter_ms = abs(gap - interval) * 1000.0
+                    missed = max(0, round(gap / interval) - 1)
             self.writer.add_rollup(
                 device_id,
-                rollup_minute(wall),
+                self._minute(wall),
                 count=1,
                 missed=missed,
                 latency_ms=latency_ms,
@@ -160,6 +165,13 @@ class MonitorService:
             )
         self._apply(result.transitions)
         return result
+
+    def _minute(self, wall: float) -> datetime:
+        # One datetime per minute instead of one per heartbeat.
+        key = int(wall // 60)
+        if key != self._minute_key:
+            self._minute_key, self._minute_value = key, rollup_minute(wall)
+        return self._minute_value
 
     def presence(
         self, device_id: str, presence: Presence, *, retained: bool, now: float, wall: float

@@ -45,6 +45,9 @@ class MonitorSettings(BaseSettings):
     warmup: float | None = Field(None, ge=0, description="default: longest interval + grace")
 
     flush_interval: float = Field(1.0, gt=0, le=60)
+    rollup_interval: float = Field(
+        10.0, gt=0, le=60, description="how often per-minute heartbeat figures are written"
+    )
     summary_interval: float = Field(5.0, gt=0, le=60)
     tick_interval: float = Field(0.1, gt=0, le=1)
 

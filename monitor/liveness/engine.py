@@ -438,6 +438,17 @@ class LivenessEngine:
         dev = self._devices.get(device_id)
         return None if dev is None else self._snapshot(dev)
 
+    def cadence(self, device_id: str) -> tuple[str | None, float | None, float] | None:
+        """``(session, last_seen_wall, effective interval)`` of a device, or None.
+
+        The per-heartbeat fast path of :meth:`snapshot` for the shell's inter-arrival
+        statistics: three fields instead of a full snapshot.
+        """
+        dev = self._devices.get(device_id)
+        if dev is None:
+            return None
+        return dev.session, dev.last_seen_wall, self._interval(dev)
+
     def snapshots(self) -> Iterator[DeviceSnapshot]:
         """Every device; do not feed events while iterating."""
         for dev in self._devices.values():

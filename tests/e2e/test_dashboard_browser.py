@@ -45,6 +45,7 @@ FAST = {
     "will_hold": 0.5,
     "default_interval": 1,
     "flush_interval": 0.2,
+    "rollup_interval": 0.2,
     "summary_interval": 1,
     "http_bind": "127.0.0.1:0",
 }

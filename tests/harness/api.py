@@ -37,6 +37,7 @@ FAST: dict[str, Any] = {
     "will_hold": 0.5,
     "default_interval": 1,
     "flush_interval": 0.2,
+    "rollup_interval": 0.2,
     "summary_interval": 1,
     "mqtt_keepalive": 5,
 }
