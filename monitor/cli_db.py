@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
+from datetime import UTC, datetime, timedelta
 
-from monitor.cli_common import add_database_option, settings_from
-from monitor.store import migrate
+from monitor.cli_common import add_database_option, db_session, settings_from
+from monitor.store import migrate, repository
 from monitor.store.database import display_url
 
 
@@ -21,6 +23,22 @@ def add_db_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     down.add_argument("revision")
     add_database_option(down)
     down.set_defaults(func=_downgrade)
+    prune = sub.add_parser(
+        "prune",
+        help="delete old history (transitions and heartbeat rollups)",
+        description="Delete state transitions and per-minute heartbeat figures older than "
+        "the given ages. Uptime reports and alerts read transitions: keep at least as much "
+        "as the longest report you need (30 days for the dashboard's 30 d uptime). Run it "
+        "from cron or a systemd timer.",
+    )
+    prune.add_argument(
+        "--transitions-days", type=float, default=None, help="keep this many days of transitions"
+    )
+    prune.add_argument(
+        "--rollups-days", type=float, default=None, help="keep this many days of rollups"
+    )
+    add_database_option(prune)
+    prune.set_defaults(func=_prune)
     cur = sub.add_parser("current", help="show the schema revision and the one needed")
     add_database_option(cur)
     cur.set_defaults(func=_current)
@@ -48,3 +66,31 @@ def _current(args: argparse.Namespace) -> int:
         f"this clawbeat needs {migrate.head()}"
     )
     return 0 if rev == migrate.head() else 1
+
+
+def _prune(args: argparse.Namespace) -> int:
+    if args.transitions_days is None and args.rollups_days is None:
+        print("nothing to do: give --transitions-days and/or --rollups-days", file=sys.stderr)
+        return 2
+    for value in (args.transitions_days, args.rollups_days):
+        if value is not None and value < 1:
+            print("keep at least one day of history", file=sys.stderr)
+            return 2
+    now = datetime.now(UTC)
+
+    def before(days: float | None) -> datetime | None:
+        return None if days is None else now - timedelta(days=days)
+
+    async def run() -> tuple[int, int]:
+        async with db_session(settings_from(args).database_url) as session:
+            removed = await repository.prune_history(
+                session,
+                transitions_before=before(args.transitions_days),
+                rollups_before=before(args.rollups_days),
+            )
+            await session.commit()
+            return removed
+
+    transitions, rollups = asyncio.run(run())
+    print(f"removed {transitions} transitions and {rollups} rollup rows")
+    return 0

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from broker.passwords import list_users
+from monitor.store import repository
+from monitor.store.rows import RollupRow, TransitionRow
+from tests.harness.db_fixtures import open_store
 
 SUBCOMMANDS = [
     "monitor", "status", "watch", "devices", "classes", "db", "device", "simulate",
@@ -94,3 +99,47 @@ def test_db_classes_and_devices_on_sqlite(tmp_path: Path) -> None:
     status = clawbeat("status", env=env)
     assert status.returncode == 0
     assert "0 devices" in status.stdout
+
+
+def test_db_prune_deletes_only_old_history(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"
+    env = {"CLAWBEAT_DATABASE_URL": url}
+    assert clawbeat("db", "upgrade", env=env).returncode == 0
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+
+    async def seed() -> None:
+        async with open_store(url) as sessions, sessions() as session:
+            await repository.insert_transitions(
+                session,
+                rows=[
+                    TransitionRow("d1", None, "online", now - timedelta(days=400)),
+                    TransitionRow("d1", "online", "stale", now - timedelta(days=2)),
+                ],
+            )
+            await repository.add_rollups(
+                session,
+                rows=[
+                    RollupRow("d1", now - timedelta(days=40), count=3),
+                    RollupRow("d1", now - timedelta(days=1), count=5),
+                ],
+            )
+            await session.commit()
+
+    async def remaining() -> tuple[int, int]:
+        async with open_store(url) as sessions, sessions() as session:
+            transitions = await repository.list_transitions(session, device_id="d1")
+            rollups = await repository.list_rollups(
+                session,
+                device_id="d1",
+                since=now - timedelta(days=500),
+                until=now + timedelta(days=1),
+            )
+            return len(transitions), len(rollups)
+
+    asyncio.run(seed())
+    assert clawbeat("db", "prune", env=env).returncode == 2
+    assert clawbeat("db", "prune", "--rollups-days", "0.5", env=env).returncode == 2
+    result = clawbeat("db", "prune", "--transitions-days", "365", "--rollups-days", "30", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "removed 1 transitions and 1 rollup rows" in result.stdout
+    assert asyncio.run(remaining()) == (1, 1)
