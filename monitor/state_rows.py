@@ -31,14 +31,15 @@ def policy_from_class(cls: DeviceClass) -> Policy:
     )
 
 
-def _state(value: str) -> State:
+def parse_state(value: str) -> State:
+    """A stored state; an unknown word (newer schema, manual edit) reads as unknown."""
     try:
         return State(value)
     except ValueError:
         return State.UNKNOWN
 
 
-def _reason(value: str | None) -> Reason | None:
+def parse_reason(value: str | None) -> Reason | None:
     if value is None:
         return None
     try:
@@ -51,9 +52,9 @@ def engine_snapshot(stored: StoredDevice) -> DeviceSnapshot:
     since = from_datetime(stored.since)
     return DeviceSnapshot(
         device_id=stored.id,
-        state=_state(stored.state),
+        state=parse_state(stored.state),
         since_wall=since if since is not None else 0.0,
-        reason=_reason(stored.reason),
+        reason=parse_reason(stored.reason),
         session=stored.session,
         last_seq=stored.last_seq,
         last_seen_wall=from_datetime(stored.last_seen),

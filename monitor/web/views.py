@@ -11,27 +11,11 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 from monitor.liveness.snapshot import DeviceSnapshot
-from monitor.liveness.states import Reason, State
+from monitor.state_rows import parse_reason, parse_state
 from monitor.store.models import Device, Transition
 from monitor.timefmt import to_datetime
 from monitor.web.schemas import DeviceOut, PointOut, SeriesOut, TransitionOut
 from monitor.web.series import MinuteFigures, Range, bucketize
-
-
-def _state(value: str) -> State:
-    try:
-        return State(value)
-    except ValueError:
-        return State.UNKNOWN
-
-
-def _reason(value: str | None) -> Reason | None:
-    if value is None:
-        return None
-    try:
-        return Reason(value)
-    except ValueError:
-        return None
 
 
 def device_out(row: Device | None, live: DeviceSnapshot | None) -> DeviceOut:
@@ -57,9 +41,9 @@ def device_out(row: Device | None, live: DeviceSnapshot | None) -> DeviceOut:
         )
     out = DeviceOut(
         id=row.id,
-        state=_state(row.state),
+        state=parse_state(row.state),
         since=row.since,
-        reason=_reason(row.reason),
+        reason=parse_reason(row.reason),
         session=row.session,
         last_seen=row.last_seen,
         last_seq=row.last_seq,
