@@ -17,15 +17,16 @@ from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Table, case, delete, func, select, update
+from sqlalchemy import ColumnElement, Table, case, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from monitor.store.database import translates_errors
+from monitor.store.database import dump_json, translates_errors
 from monitor.store.errors import (
     ClassExists,
     ClassInUse,
     ClassNotFound,
+    DataRejected,
     DeviceNotFound,
     StoreError,
 )
@@ -107,6 +108,10 @@ async def upsert_devices(session: AsyncSession, *, rows: Iterable[DeviceRow], no
     ]
     if not params:
         return 0
+    if session.get_bind().dialect.name == "postgresql":
+        for chunk in _chunks(params):
+            await session.execute(_PG_UPSERT_DEVICES, _as_arrays(chunk))
+        return len(params)
     stmt = _insert(session, _devices)
     excluded = stmt.excluded
     stmt = stmt.on_conflict_do_update(
@@ -127,6 +132,70 @@ async def upsert_devices(session: AsyncSession, *, rows: Iterable[DeviceRow], no
     for chunk in _chunks(params):
         await session.execute(stmt, chunk)
     return len(params)
+
+
+# PostgreSQL: one statement per chunk, the rows passed as one array per column. Row by
+# row (executemany) the server parses, plans and executes each row on its own; here it
+# is one plan and one round trip for thousands of rows (several times faster), which is
+# what keeps the write-behind ahead of ~10,000 heartbeats/s. Same semantics as the
+# portable statement below: runtime columns only, fw and metrics kept when not given.
+# Rows are unique per id (the dict above), as ON CONFLICT needs within one statement.
+_PG_UPSERT_DEVICES: Final = text(
+    """
+    INSERT INTO devices (id, state, since, reason, session, last_seq, last_seen,
+                         announced_interval, fw, latest_metrics, first_seen, updated_at)
+    SELECT u.id, u.state, u.since, u.reason, u.session, u.last_seq, u.last_seen,
+           u.announced_interval, u.fw, CAST(u.latest_metrics AS jsonb), u.first_seen,
+           u.updated_at
+    FROM unnest(
+        CAST(:id AS varchar[]), CAST(:state AS varchar[]), CAST(:since AS timestamptz[]),
+        CAST(:reason AS varchar[]), CAST(:session AS varchar[]), CAST(:last_seq AS bigint[]),
+        CAST(:last_seen AS timestamptz[]), CAST(:announced_interval AS float8[]),
+        CAST(:fw AS varchar[]), CAST(:latest_metrics AS text[]),
+        CAST(:first_seen AS timestamptz[]), CAST(:updated_at AS timestamptz[])
+    ) AS u(id, state, since, reason, session, last_seq, last_seen, announced_interval, fw,
+           latest_metrics, first_seen, updated_at)
+    ON CONFLICT (id) DO UPDATE SET
+        state = EXCLUDED.state,
+        since = EXCLUDED.since,
+        reason = EXCLUDED.reason,
+        session = EXCLUDED.session,
+        last_seq = EXCLUDED.last_seq,
+        last_seen = EXCLUDED.last_seen,
+        announced_interval = EXCLUDED.announced_interval,
+        fw = COALESCE(EXCLUDED.fw, devices.fw),
+        latest_metrics = COALESCE(EXCLUDED.latest_metrics, devices.latest_metrics),
+        updated_at = EXCLUDED.updated_at
+    """
+)
+
+
+def _as_arrays(chunk: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Column arrays for the bulk statement, checked as the ORM column types would.
+
+    Raw arrays bypass the column types, so what they enforce is done here: aware
+    datetimes only (a naive one would be read as the server's local time) and JSON that
+    serialises; either failing is the data's fault (DataRejected: the writer then
+    retries row by row and drops only the bad row).
+    """
+    columns: dict[str, list[Any]] = {name: [] for name in chunk[0]}
+    for row in chunk:
+        for name, value in row.items():
+            stored = value
+            if isinstance(value, datetime) and value.tzinfo is None:
+                raise DataRejected(f"{name} of {row['id']!r} has no time zone", operation=_UPSERT)
+            if name == "latest_metrics" and value is not None:
+                try:
+                    stored = dump_json(value)  # the JSON column's own serialiser, by hand
+                except (TypeError, ValueError) as exc:
+                    raise DataRejected(
+                        f"metrics of {row['id']!r}: {exc}", operation=_UPSERT
+                    ) from exc
+            columns[name].append(stored)
+    return columns
+
+
+_UPSERT: Final = "upsert devices"
 
 
 @translates_errors("insert transitions")

@@ -40,7 +40,12 @@ async def counting_store(url: str) -> AsyncIterator[tuple[Sessions, Counter[str]
         conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
     ) -> None:
         if match := _INSERT.match(statement):
-            rows_sent[match.group(1)] += len(parameters) if executemany else 1
+            if "unnest(" in statement:
+                # PostgreSQL's bulk path: one statement, one array of rows per column.
+                first = parameters[0] if isinstance(parameters, list | tuple) else None
+                rows_sent[match.group(1)] += len(first) if first is not None else 1
+            else:
+                rows_sent[match.group(1)] += len(parameters) if executemany else 1
 
     try:
         yield make_session_factory(engine), rows_sent
