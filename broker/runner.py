@@ -150,6 +150,9 @@ class BrokerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=self.run_dir,
+            # Its own process group: Ctrl-C in a terminal must not kill the broker before
+            # its owner has stopped the clients that still need it for a clean shutdown.
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -69,7 +69,9 @@ def run_demo(args: argparse.Namespace) -> int:
     ).stdout.strip()
     names = ["monitor", "simulate"]
     children = [
-        subprocess.Popen([*exe, "monitor"], env=env),
+        # Own sessions, so Ctrl-C reaches only this supervisor, which then stops the
+        # children in order: the fleet (clean shutdowns), the monitor, the broker last.
+        subprocess.Popen([*exe, "monitor"], env=env, start_new_session=True),
         subprocess.Popen(
             [
                 *exe, "simulate",
@@ -82,6 +84,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 "--flap-fraction", "0.01",
             ],
             env=env,
+            start_new_session=True,
         ),
     ]  # fmt: skip
     ops_url = broker.url(OPS_USER, creds[OPS_USER])
@@ -108,10 +111,11 @@ def run_demo(args: argparse.Namespace) -> int:
                 print(f"demo: {name} exited with {child.returncode}", file=sys.stderr)
                 stopping, code = True, 1
         time.sleep(0.5)
+    # The fleet first (the monitor records their clean shutdowns), then the monitor
+    # (flushes and publishes itself offline), then the broker they both need.
     for child in reversed(children):
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
-    for child in children:
         try:
             child.wait(15)
         except subprocess.TimeoutExpired:
