@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,14 +65,47 @@ class RollupRow:
 
     def merge(self, other: RollupRow) -> None:
         """Add ``other`` (same device and minute) into this row."""
-        self.count += other.count
-        self.missed += other.missed
-        self.latency_count += other.latency_count
-        self.latency_sum_ms += other.latency_sum_ms
-        self.latency_max_ms = _max(self.latency_max_ms, other.latency_max_ms)
-        self.jitter_count += other.jitter_count
-        self.jitter_sum_ms += other.jitter_sum_ms
-        self.jitter_max_ms = _max(self.jitter_max_ms, other.jitter_max_ms)
+        add_figures(self, other)
+
+    def add_sample(
+        self, *, count: int, missed: int, latency_ms: float | None, jitter_ms: float | None
+    ) -> None:
+        """Add one heartbeat's figures in place (no allocation: this is per heartbeat)."""
+        self.count += count
+        self.missed += missed
+        if latency_ms is not None:
+            self.latency_count += 1
+            self.latency_sum_ms += latency_ms
+            self.latency_max_ms = _max(self.latency_max_ms, latency_ms)
+        if jitter_ms is not None:
+            self.jitter_count += 1
+            self.jitter_sum_ms += jitter_ms
+            self.jitter_max_ms = _max(self.jitter_max_ms, jitter_ms)
+
+
+class HeartbeatFigures(Protocol):
+    """The additive heartbeat figures a rollup row, a chart minute and a bucket share."""
+
+    count: int
+    missed: int
+    latency_count: int
+    latency_sum_ms: float
+    latency_max_ms: float | None
+    jitter_count: int
+    jitter_sum_ms: float
+    jitter_max_ms: float | None
+
+
+def add_figures(into: HeartbeatFigures, other: HeartbeatFigures) -> None:
+    """Add ``other``'s figures into ``into``: sums add, maxima take the larger."""
+    into.count += other.count
+    into.missed += other.missed
+    into.latency_count += other.latency_count
+    into.latency_sum_ms += other.latency_sum_ms
+    into.latency_max_ms = _max(into.latency_max_ms, other.latency_max_ms)
+    into.jitter_count += other.jitter_count
+    into.jitter_sum_ms += other.jitter_sum_ms
+    into.jitter_max_ms = _max(into.jitter_max_ms, other.jitter_max_ms)
 
 
 @dataclass(frozen=True, slots=True)

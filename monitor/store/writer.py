@@ -212,36 +212,17 @@ class WriteBehind:
         if pending is not None:
             # In place: the common case (a device's second heartbeat in a minute) then
             # allocates nothing.
-            pending.count += count
-            pending.missed += missed
-            if latency_ms is not None:
-                pending.latency_count += 1
-                pending.latency_sum_ms += latency_ms
-                if pending.latency_max_ms is None or latency_ms > pending.latency_max_ms:
-                    pending.latency_max_ms = latency_ms
-            if jitter_ms is not None:
-                pending.jitter_count += 1
-                pending.jitter_sum_ms += jitter_ms
-                if pending.jitter_max_ms is None or jitter_ms > pending.jitter_max_ms:
-                    pending.jitter_max_ms = jitter_ms
+            pending.add_sample(
+                count=count, missed=missed, latency_ms=latency_ms, jitter_ms=jitter_ms
+            )
             return
-        delta = RollupRow(
-            device_id=device_id,
-            minute=minute,
-            count=count,
-            missed=missed,
-            latency_count=0 if latency_ms is None else 1,
-            latency_sum_ms=latency_ms or 0.0,
-            latency_max_ms=latency_ms,
-            jitter_count=0 if jitter_ms is None else 1,
-            jitter_sum_ms=jitter_ms or 0.0,
-            jitter_max_ms=jitter_ms,
-        )
         if len(self._rollups) >= self._max_rollups:
             self.stats.rollups_dropped += 1
             self._overflow("rollups", self._max_rollups)
             return
-        self._rollups[key] = delta
+        row = RollupRow(device_id=device_id, minute=minute)
+        row.add_sample(count=count, missed=missed, latency_ms=latency_ms, jitter_ms=jitter_ms)
+        self._rollups[key] = row
         if self._rollups_since is None:
             self._rollups_since = time.monotonic()
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
+from monitor.store.rows import add_figures
+
 
 class Range(StrEnum):
     HOUR = "1h"
@@ -89,21 +91,5 @@ def bucketize(rng: Range, now: float, minutes: Iterable[MinuteFigures]) -> Serie
         index = int((m.minute - start) // step)
         if not 0 <= index < count:
             continue
-        b = series.buckets[index]
-        b.count += m.count
-        b.missed += m.missed
-        b.latency_count += m.latency_count
-        b.latency_sum_ms += m.latency_sum_ms
-        b.latency_max_ms = _max(b.latency_max_ms, m.latency_max_ms)
-        b.jitter_count += m.jitter_count
-        b.jitter_sum_ms += m.jitter_sum_ms
-        b.jitter_max_ms = _max(b.jitter_max_ms, m.jitter_max_ms)
+        add_figures(series.buckets[index], m)
     return series
-
-
-def _max(a: float | None, b: float | None) -> float | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return max(a, b)
