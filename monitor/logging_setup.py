@@ -65,6 +65,15 @@ class RateLimitedLog:
         self._suppressed: dict[str, int] = {}
 
     def warning(self, key: str, msg: str, *args: object) -> None:
+        self._emit(logging.WARNING, key, msg, args, exc_info=False)
+
+    def exception(self, key: str, msg: str, *args: object) -> None:
+        """ERROR with the traceback of the exception being handled."""
+        self._emit(logging.ERROR, key, msg, args, exc_info=True)
+
+    def _emit(
+        self, level: int, key: str, msg: str, args: tuple[object, ...], *, exc_info: bool
+    ) -> None:
         now = time.monotonic()
         last = self._last.get(key)
         if last is not None and now - last < self._period:
@@ -77,4 +86,4 @@ class RateLimitedLog:
         suppressed = self._suppressed.pop(key, 0)
         if suppressed:
             msg += f" ({suppressed} similar suppressed)"
-        self._logger.warning(msg, *args)
+        self._logger.log(level, msg, *args, exc_info=exc_info)

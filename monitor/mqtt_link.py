@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import aiomqtt
 
 from monitor.broker_url import BrokerAddress
+from monitor.direct_client import DirectClient, MessageHandler
 
-# A message handler gets (topic, payload, retained, monotonic receive time, wall time).
-MessageHandler = Callable[[str, bytes, bool, float, float], None]
+__all__ = ["LinkOptions", "MessageHandler", "MqttLink", "Outgoing"]
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,10 @@ class MqttLink:
         self._pending: dict[str, Outgoing] = {}
         self._event_seq = 0
         self._wakeup = asyncio.Event()
-        self._client: aiomqtt.Client | None = None
+        self._client: DirectClient | None = None
         self.connected = False
         self.connects = 0
+        self._handler_errors = 0
         self._stopping = False
 
     def publish(
@@ -114,7 +115,7 @@ class MqttLink:
         failures = 0
         addr = self._opts.address
         while not self._stopping:
-            client = aiomqtt.Client(
+            client = DirectClient(
                 addr.host,
                 addr.port,
                 username=addr.username,
@@ -154,6 +155,7 @@ class MqttLink:
                 self._mark_down()
                 await asyncio.sleep(delay)
             finally:
+                self._handler_errors += client.handler_errors
                 self._client = None
                 self._mark_down()
 
@@ -162,22 +164,22 @@ class MqttLink:
             self.connected = False
             self._on_disconnected()
 
-    async def _serve(self, client: aiomqtt.Client) -> None:
+    @property
+    def handler_errors(self) -> int:
+        """Messages whose handler raised (each logged, rate-limited, and dropped)."""
+        return self._handler_errors + (self._client.handler_errors if self._client else 0)
+
+    async def _serve(self, client: DirectClient) -> None:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._send_loop(client))
-                async for message in client.messages:
-                    payload = message.payload
-                    if not isinstance(payload, bytes | bytearray):
-                        payload = str(payload).encode()
-                    self._on_message(
-                        message.topic.value,
-                        bytes(payload),
-                        bool(message.retain),
-                        time.monotonic(),
-                        time.time(),
-                    )
-                # The iterator ends only when the connection does.
+                # From here messages go straight from paho's read loop to the handler,
+                # those held since subscribing first (see DirectClient for why).
+                client.deliver_to(self._on_message)
+                # Nothing is ever queued for the iterator now; it is kept because it is
+                # aiomqtt's public way of learning that the connection has ended.
+                async for _ in client.messages:
+                    pass
                 raise aiomqtt.MqttError("message stream ended")
         except* aiomqtt.MqttError as lost:
             # The TaskGroup wraps errors in an ExceptionGroup, which run()'s reconnect
@@ -185,7 +187,7 @@ class MqttLink:
             first = lost.exceptions[0]
             raise first from first.__cause__
 
-    async def _send_loop(self, client: aiomqtt.Client) -> None:
+    async def _send_loop(self, client: DirectClient) -> None:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()

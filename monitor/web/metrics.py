@@ -171,6 +171,11 @@ class _LiveCollector(Collector):
         for kind in INVALID_KINDS:
             invalid.add_metric([kind], counts.get(kind, 0))
         yield invalid
+        yield CounterMetricFamily(
+            "clawbeat_message_handler_errors",
+            "Messages dropped because handling them raised (a bug: see the error log)",
+            value=service.link.handler_errors if service.link is not None else 0,
+        )
 
     @staticmethod
     def _alerts(service: MonitorService) -> Iterator[Metric]:
