@@ -66,6 +66,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from broker.runner import free_port
 from device_client.protocol import DEFAULT_TOPIC_ROOT, Heartbeat, Topics, decode_heartbeat
+from monitor.direct_client import DirectClient
 from monitor.liveness.engine import LivenessEngine
 from monitor.liveness.policy import DEFAULT_CLASS, Policy
 from monitor.liveness.states import State, Transition
@@ -162,11 +163,12 @@ class _Publisher:
     cost one thread.
     """
 
-    def __init__(self, host: str, port: int, ids: list[str], password: str) -> None:
+    def __init__(self, host: str, port: int, ids: list[str], password: str, source: str) -> None:
         self.host = host
         self.port = port
         self.ids = ids
         self.password = password
+        self.source = source
         self.selector = selectors.DefaultSelector()
         self.clients: list[tuple[paho.Client, str]] = []
         self.connected = 0
@@ -206,7 +208,7 @@ class _Publisher:
                 client.username_pw_set(device_id, self.password)
                 client.on_connect = self._on_connect
                 client.on_publish = self._on_publish
-                client.connect(self.host, self.port, keepalive=60)
+                client.connect(self.host, self.port, keepalive=60, bind_address=self.source)
                 sock = client.socket()
                 assert sock is not None
                 self.selector.register(sock, selectors.EVENT_READ, client)
@@ -260,8 +262,10 @@ class _Publisher:
         self.pump(0.1)
 
 
-def _publisher_main(host: str, port: int, ids: list[str], password: str, ctl: Connection) -> None:
-    pub = _Publisher(host, port, ids, password)
+def _publisher_main(
+    host: str, port: int, ids: list[str], password: str, source: str, ctl: Connection
+) -> None:
+    pub = _Publisher(host, port, ids, password, source)
     started = time.monotonic()
     pub.connect_all()
     ctl.send(("ready", time.monotonic() - started))
@@ -318,6 +322,31 @@ def _bare_main(url: tuple[str, int, str, str], shared: _Shared) -> None:
             async for _message in client.messages:
                 count.value += 1
                 last.value = monotonic()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+
+
+def _direct_main(url: tuple[str, int, str, str], shared: _Shared) -> None:
+    """The monitor's own receive path (``DirectClient``) with nothing behind it."""
+    host, port, user, password = url
+
+    async def run() -> None:
+        count = shared.count
+        last = shared.last
+
+        def on_message(_t: str, _p: bytes, _r: bool, now: float, _w: float) -> None:
+            count.value += 1
+            last.value = now
+
+        async with DirectClient(
+            host, port, username=user, password=password, identifier=user, keepalive=300
+        ) as client:
+            await client.subscribe(TOPICS.heartbeat_filter, qos=1)
+            client.deliver_to(on_message)
+            shared.ready.value = 1
+            async for _ in client.messages:  # ends only with the connection
+                pass
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
@@ -395,14 +424,22 @@ class _Load:
 class _Fleet:
     """The publisher processes of one run (fresh connections, fresh session)."""
 
+    # Each fleet connects from its own loopback address: the connections of the fleet
+    # before it sit in TIME_WAIT for a minute, and three fleets of 10,000 from one
+    # address would exhaust its ~28,000 ephemeral ports (the pid varies the address
+    # between back-to-back bench runs too).
+    _runs = 0
+
     def __init__(self, host: str, port: int, ids: list[str], password: str, n: int) -> None:
+        _Fleet._runs += 1
+        source = f"127.0.{_Fleet._runs}.{1 + os.getpid() % 250}" if host.startswith("127.") else ""
         self.procs: list[SpawnProcess] = []
         self.pipes: list[Connection] = []
         for index in range(n):
             parent, child = MP.Pipe()
             proc = MP.Process(
                 target=_publisher_main,
-                args=(host, port, ids[index::n], password, child),
+                args=(host, port, ids[index::n], password, source, child),
                 name=f"bench-publisher-{index}",
             )
             proc.start()
@@ -649,7 +686,7 @@ def bench_throughput(
     _raise_fd_limit(load.devices + 4096)
     ids = _device_ids(load.devices)
     password = "bench-device-pw"
-    for seq_session in ("bare-run", "monitor-run"):
+    for seq_session in ("bare-run", "direct-run", "monitor-run"):
         decode_heartbeat(PAYLOAD % (0, seq_session, time.time(), 1.0))  # payload is valid
     with (
         tempfile.TemporaryDirectory(prefix="clawbeat-bench-") as tmp,
@@ -665,25 +702,28 @@ def bench_throughput(
         asyncio.run(upgrade(db_url))
         monitor_url = (broker.host, broker.port, broker.monitor_user, broker.monitor_password)
 
-        shared = _Shared.make()
-        bare = MP.Process(target=_bare_main, args=(monitor_url, shared), name="bench-bare")
-        bare.start()
-        try:
-            bare_result = _run_receiver(
-                "bare",
-                load=load,
-                host=broker.host,
-                port=broker.port,
-                ids=ids,
-                password=password,
-                receiver=bare,
-                shared=shared,
-                count_offset=0,
-                db_url=None,
-            )
-        finally:
-            bare.terminate()
-            bare.join(10)
+        baselines: dict[str, dict[str, Any]] = {}
+        for kind, target in (("bare", _bare_main), ("direct", _direct_main)):
+            shared = _Shared.make()
+            proc = MP.Process(target=target, args=(monitor_url, shared), name=f"bench-{kind}")
+            proc.start()
+            try:
+                baselines[kind] = _run_receiver(
+                    kind,
+                    load=load,
+                    host=broker.host,
+                    port=broker.port,
+                    ids=ids,
+                    password=password,
+                    receiver=proc,
+                    shared=shared,
+                    # A run before this one left one retained heartbeat per device.
+                    count_offset=load.devices if baselines else 0,
+                    db_url=None,
+                )
+            finally:
+                proc.terminate()
+                proc.join(10)
 
         shared = _Shared.make()
         parent, child = MP.Pipe()
@@ -727,26 +767,32 @@ def bench_throughput(
         monitor_result["counters"] = counters
         pg_version = _pg_version(db_url)
 
+    return {
+        "load": asdict(load),
+        "qos": 1,
+        "retained": True,
+        "broker_changes": broker_changes,
+        "bare_aiomqtt": baselines["bare"],
+        "direct_receive": baselines["direct"],
+        "monitor": monitor_result,
+        "ratio": _ratios(monitor_result, baselines["bare"]),
+        "ratio_to_direct": _ratios(monitor_result, baselines["direct"]),
+        "postgresql": pg_version,
+    }
+
+
+def _ratios(mon: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     ratios: dict[str, Any] = {}
     for phase in ("live", "backlog"):
-        if phase in bare_result and phase in monitor_result:
-            b, m = bare_result[phase], monitor_result[phase]
+        if phase in base and phase in mon:
+            b, m = base[phase], mon[phase]
             ratios[phase] = {
                 "received_per_s": round(m["received_per_s"] / b["received_per_s"], 3),
                 "received_per_cpu_s": round(m["received_per_cpu_s"] / b["received_per_cpu_s"], 3)
                 if m["received_per_cpu_s"] and b["received_per_cpu_s"]
                 else None,
             }
-    return {
-        "load": asdict(load),
-        "qos": 1,
-        "retained": True,
-        "broker_changes": broker_changes,
-        "bare_aiomqtt": bare_result,
-        "monitor": monitor_result,
-        "ratio": ratios,
-        "postgresql": pg_version,
-    }
+    return ratios
 
 
 @contextlib.contextmanager
@@ -1077,6 +1123,7 @@ def _meets(ok: bool) -> str:
 
 def _throughput_lines(t: dict[str, Any], m: dict[str, Any]) -> list[str]:
     bare, mon, load = t["bare_aiomqtt"], t["monitor"], t["load"]
+    direct = t.get("direct_receive", {})
     lines = [
         "### Heartbeats per second, MQTT to committed PostgreSQL state",
         "",
@@ -1085,7 +1132,12 @@ def _throughput_lines(t: dict[str, Any], m: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     for phase in ("live", "backlog"):
-        for name, run in (("bare aiomqtt loop", bare), ("clawbeat monitor", mon)):
+        receivers = (
+            ("bare aiomqtt loop", bare),
+            ("clawbeat receive path only", direct),
+            ("clawbeat monitor", mon),
+        )
+        for name, run in receivers:
             if phase not in run:
                 continue
             r = run[phase]
@@ -1103,6 +1155,13 @@ def _throughput_lines(t: dict[str, Any], m: dict[str, Any]) -> list[str]:
             f"(target ≥ 0.5: {_meets(ratio['received_per_s'] >= 0.5)}); "
             f"**{_fmt(committed)} heartbeats/s** to committed state "
             f"(target ≥ 10,000: {_meets(committed >= 10_000)})."
+        )
+    for phase, ratio in t.get("ratio_to_direct", {}).items():
+        lines.append(
+            f"- **{phase}**: monitor / its own receive path with nothing behind it = "
+            f"{ratio['received_per_s']} in messages per second: the share of the receive "
+            "path's capacity left after validation, the engine, the write-behind and "
+            "status publishing."
         )
     if "live" in bare and "backlog" in bare:
         live, backlog = bare["live"], bare["backlog"]
@@ -1145,7 +1204,10 @@ def _throughput_lines(t: dict[str, Any], m: dict[str, Any]) -> list[str]:
         "(the monitor's ingest counter, sampled every 5 ms); *committed state/s* ends "
         "when a query on `devices` shows every device at its last `seq` and session. "
         "*messages per receiver CPU second* uses the receiver process's user + system "
-        "CPU time. The bare loop is an aiomqtt client that only counts messages; the "
+        "CPU time. The bare loop is an aiomqtt client that only counts messages "
+        "(`async for message in client.messages`); *clawbeat receive path only* is the "
+        "monitor's `DirectClient` (messages handed over inside paho's read loop, the "
+        "socket read in 64 KiB chunks: `monitor/direct_client.py`) that only counts; the "
         "monitor is `MonitorService` against PostgreSQL with default settings except "
         "`CLAWBEAT_MQTT_KEEPALIVE=300` (it is stopped for seconds in the backlog phase) "
         "and its HTTP port.",

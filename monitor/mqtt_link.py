@@ -25,6 +25,9 @@ from monitor.direct_client import DirectClient, MessageHandler
 
 __all__ = ["LinkOptions", "MessageHandler", "MqttLink", "Outgoing"]
 
+# Publishes awaiting their PUBACK at once (paho's own in-flight limit is set to match).
+SEND_WINDOW = 100
+
 
 @dataclass(frozen=True)
 class Outgoing:
@@ -129,7 +132,11 @@ class MqttLink:
                 tls_context=self._tls_context(),
                 timeout=10,
                 max_queued_outgoing_messages=0,
+                max_inflight_messages=SEND_WINDOW,
             )
+            # aiomqtt warns about more than this many unanswered calls; the send window
+            # keeps up to SEND_WINDOW publishes unanswered on purpose.
+            client.pending_calls_threshold = SEND_WINDOW + 10
             try:
                 async with client:
                     self._client = client
@@ -172,7 +179,7 @@ class MqttLink:
     async def _serve(self, client: DirectClient) -> None:
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._send_loop(client))
+                group.create_task(self._send_loop(client, group))
                 # From here messages go straight from paho's read loop to the handler,
                 # those held since subscribing first (see DirectClient for why).
                 client.deliver_to(self._on_message)
@@ -187,23 +194,51 @@ class MqttLink:
             first = lost.exceptions[0]
             raise first from first.__cause__
 
-    async def _send_loop(self, client: DirectClient) -> None:
+    async def _send_loop(self, client: DirectClient, group: asyncio.TaskGroup) -> None:
+        # Up to SEND_WINDOW publishes await their PUBACK at once. One at a time, each
+        # status publish cost a round trip to the broker: a mass outage of 100,000
+        # devices took minutes to reach the status topics.
+        window = asyncio.Semaphore(SEND_WINDOW)
+        inflight: dict[str, Outgoing] = {}
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while self._pending:
-                topic = next(iter(self._pending))
-                item = self._pending[topic]
-                # No deadline on the broker's PUBACK: while it feeds us a backlog it can
-                # take many seconds (measured: 6 s+ behind 10k heartbeats/s), and timing
-                # out would drop a live connection and the backlog with it. A dead
-                # connection is caught by keepalive, which ends _serve and cancels this.
-                await client.publish(
-                    item.topic, item.payload, qos=item.qos, retain=item.retain, timeout=math.inf
-                )
-                # Only drop it once the broker has it: a failed publish stays pending.
-                if self._pending.get(topic) is item:
-                    del self._pending[topic]
+            for key, item in list(self._pending.items()):
+                if inflight.get(key) is item:
+                    continue
+                await window.acquire()
+                if self._pending.get(key) is not item:
+                    # Replaced (or sent) while we waited; a replacement set the wakeup.
+                    window.release()
+                    continue
+                inflight[key] = item
+                group.create_task(self._send_one(client, key, item, window, inflight))
+
+    async def _send_one(
+        self,
+        client: DirectClient,
+        key: str,
+        item: Outgoing,
+        window: asyncio.Semaphore,
+        inflight: dict[str, Outgoing],
+    ) -> None:
+        try:
+            # No deadline on the broker's PUBACK: while it feeds us a backlog it can take
+            # many seconds (measured: 6 s+ behind 10k heartbeats/s), and timing out would
+            # drop a live connection and the backlog with it. A dead connection is caught
+            # by keepalive, which ends _serve and cancels this.
+            await client.publish(
+                item.topic, item.payload, qos=item.qos, retain=item.retain, timeout=math.inf
+            )
+            # Only drop it once the broker has it: a failed publish stays pending. A newer
+            # message for the same topic, queued meanwhile, stays too and is sent after
+            # this one (paho keeps publish order on the connection).
+            if self._pending.get(key) is item:
+                del self._pending[key]
+        finally:
+            if inflight.get(key) is item:
+                del inflight[key]
+            window.release()
 
     async def flush(self, within: float = 5.0) -> bool:
         """Wait until every queued publish has gone out (or ``within`` seconds pass)."""

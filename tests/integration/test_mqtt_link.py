@@ -168,3 +168,27 @@ async def test_a_handler_that_raises_costs_one_message_not_the_connection(
         assert link.handler_errors == 1
         assert link.connects == 1
         assert link.connected
+
+
+async def test_queued_publishes_all_reach_the_broker_and_the_latest_per_topic_wins(
+    broker: TestBroker,
+) -> None:
+    # Many retained status topics at once (a mass outage), several updates to some of
+    # them queued before the first went out: every topic must end at its latest value.
+    topics = [f"{ROOT}/status/dev-{i:05d}" for i in range(3000)]
+    async with running_link(broker, Recorder()) as link:
+        for round_ in range(3):
+            for topic in topics[: 1000 * (round_ + 1)]:
+                link.publish(topic, f"{topic} v{round_}".encode())
+            await asyncio.sleep(0)  # let some go out mid-way, as in service
+        assert await link.flush(within=30), f"{link.pending} publishes still pending"
+    ops = MqttProbe(broker.url(broker.ops_user))
+    ops.connect()
+    try:
+        ops.subscribe(f"{ROOT}/status/#")
+        ops.wait_for(lambda m: m.retain, count=len(topics))
+    finally:
+        ops.close()
+    latest = {m.topic: m.payload.decode() for m in ops.messages if m.retain}
+    # dev-00000..00999 saw rounds 0-2, 01000..01999 rounds 1-2, the rest round 2 only.
+    assert latest == {t: f"{t} v2" for t in topics}
