@@ -47,6 +47,7 @@ from monitor.store.migrate import check_schema
 from monitor.store.models import DeviceClass
 from monitor.store.rows import DeviceSnapshot as StoredDevice
 from monitor.store.writer import WriteBehind
+from monitor.transition_log import log_transitions
 from monitor.web.events import EventHub, transition_event
 from monitor.web.metrics import ServiceMetrics
 
@@ -192,18 +193,12 @@ class MonitorService:
             row = transition_row(tr)
             self.writer.put_transition(row)
             self.alerting.on_transition(tr, row.uid)
-            log.info(
-                "device %s: %s -> %s (%s)",
-                tr.device_id,
-                tr.old.value if tr.old else "new",
-                tr.new.value,
-                tr.reason.value,
-            )
             snap = self.engine.snapshot(tr.device_id)
             if snap is not None:
                 self._publish_status(snap)
             if self.events.subscribers:
                 self.events.publish("transition", transition_event(tr, snap))
+        log_transitions(log, transitions)
 
     def _publish_status(self, snap: DeviceSnapshot) -> None:
         if self.link is None:
