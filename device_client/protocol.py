@@ -229,16 +229,28 @@ def _load_object(payload: bytes | bytearray | str) -> dict[str, Any]:
     if len(raw) > MAX_PAYLOAD_BYTES:
         raise PayloadTooLarge(len(raw))
     try:
-        # orjson, not json: decoding is on the monitor's per-message path and orjson
-        # takes a few times less CPU. It checks UTF-8 itself, rejects what JSON does
-        # not allow (NaN, lone surrogates) and stops at a fixed nesting depth with an
-        # error instead of recursing: a few KiB of '[' can't crash the monitor.
+        # orjson first: decoding is on the monitor's per-message path and orjson takes
+        # a few times less CPU than json.
         obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidPayload(f"not UTF-8 JSON ({exc})") from exc
+    except orjson.JSONDecodeError:
+        # Then the standard library, which is more lenient: it accepts NaN and Infinity,
+        # which some device JSON libraries write for a failed sensor reading. A strange
+        # metric must not make a device look dead (its heartbeat would be dropped).
+        obj = _load_leniently(raw)
     if not isinstance(obj, dict):
         raise InvalidPayload("must be a JSON object")
     return obj
+
+
+def _load_leniently(raw: bytes) -> Any:
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidPayload(f"not UTF-8 JSON ({exc})") from exc
+    except RecursionError as exc:
+        # A few KiB of '[' nest deeper than the decoder recurses; left uncaught, one
+        # hostile (retained!) message would crash the monitor on every start.
+        raise InvalidPayload("JSON nested too deeply") from exc
 
 
 def _dump(obj: dict[str, Any]) -> bytes:

@@ -111,3 +111,26 @@ def test_cleared_retained_presence_is_ignored(ingest: Ingest, sink: EngineSink) 
     ingest.handle(T.presence("d3"), b"", True, 10.0, 1000.0)
     assert ingest.counts["presence_cleared"] == 1
     assert sink.engine.snapshot("d3") is None
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        # Not strict JSON, but what some device libraries write for a failed reading: a
+        # strange metric must not cost the heartbeat (the device would look dead).
+        b'{"seq": 1, "session": "s1", "interval": 1, "metrics": {"t": NaN, "v": -Infinity}}',
+        # A lone surrogate escape in a free-form string, likewise.
+        b'{"seq": 1, "session": "s1", "interval": 1, "fw": "v\\ud800"}',
+        # Integers beyond 64 bits in a metric.
+        b'{"seq": 1, "session": "s1", "interval": 1, "metrics": {"n": 123456789012345678901234}}',
+    ],
+    ids=["non-finite metrics", "lone surrogate", "huge integer"],
+)
+def test_odd_but_harmless_heartbeats_are_accepted(
+    ingest: Ingest, sink: EngineSink, payload: bytes
+) -> None:
+    ingest.handle(T.heartbeat("d1"), payload, False, 10.0, 1000.0)
+    assert ingest.counts["heartbeat_accepted"] == 1, ingest.counts
+    snap = sink.engine.snapshot("d1")
+    assert snap is not None
+    assert snap.state is State.ONLINE
