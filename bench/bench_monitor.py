@@ -20,7 +20,7 @@ memory are its alone:
    spread over 10 s: the service's own tick loop (100 ms, real ``time.monotonic``) and
    transition handling; latency = transitions handled - deadline.
 
-``python -m bench.bench_monitor`` (about 3 minutes; ``--quick`` for a smoke run)
+``python -m bench.bench_monitor`` (3 to 4 minutes; ``--quick`` for a smoke run)
 prints JSON and rewrites the ``bench_monitor`` section of ``docs/performance.md``.
 ``--profile`` adds a cProfile of the monitor process (which slows it: don't compare
 those figures), ``--skip PART`` leaves a part out.
@@ -64,6 +64,7 @@ import psutil
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from bench.perf_doc import replace_section
 from broker.runner import free_port
 from device_client.protocol import DEFAULT_TOPIC_ROOT, Heartbeat, Topics, decode_heartbeat
 from monitor.direct_client import DirectClient
@@ -82,9 +83,6 @@ if TYPE_CHECKING:
     from tests.harness.mosquitto import TestBroker
 
 REPO: Final = Path(__file__).resolve().parents[1]
-PERF_DOC: Final = REPO / "docs" / "performance.md"
-START_MARK: Final = "<!-- bench_monitor:start -->"
-END_MARK: Final = "<!-- bench_monitor:end -->"
 
 TOPICS: Final = Topics(DEFAULT_TOPIC_ROOT)
 # A realistic heartbeat (~130 bytes): the fields a device SDK sends, a couple of metrics.
@@ -1156,12 +1154,15 @@ def _throughput_lines(t: dict[str, Any], m: dict[str, Any]) -> list[str]:
             f"**{_fmt(committed)} heartbeats/s** to committed state "
             f"(target ≥ 10,000: {_meets(committed >= 10_000)})."
         )
-    for phase, ratio in t.get("ratio_to_direct", {}).items():
+    to_direct = t.get("ratio_to_direct", {})
+    if to_direct:
+        shares = ", ".join(
+            f"{ratio['received_per_s']} {phase}" for phase, ratio in to_direct.items()
+        )
         lines.append(
-            f"- **{phase}**: monitor / its own receive path with nothing behind it = "
-            f"{ratio['received_per_s']} in messages per second: the share of the receive "
-            "path's capacity left after validation, the engine, the write-behind and "
-            "status publishing."
+            f"- Monitor / its own receive path with nothing behind it: {shares} (messages per "
+            "second): what is left of the receive path's capacity after validation, the "
+            "engine, the write-behind and status publishing."
         )
     if "live" in bare and "backlog" in bare:
         live, backlog = bare["live"], bare["backlog"]
@@ -1292,7 +1293,6 @@ def render_section(report: dict[str, Any]) -> str:
     m = report["machine"]
     pg = report.get("throughput", {}).get("postgresql")
     lines = [
-        START_MARK,
         "## Monitor end to end (`bench/bench_monitor.py`)",
         "",
         f"Measured {report['date']} in one run of `python -m bench.bench_monitor` "
@@ -1323,20 +1323,11 @@ def render_section(report: dict[str, Any]) -> str:
         ]
     if report.get("errors"):
         lines += ["Failed parts of this run: " + "; ".join(report["errors"]), ""]
-    lines.append(END_MARK)
     return "\n".join(lines)
 
 
-def write_doc(section: str, path: Path = PERF_DOC) -> None:
-    text = path.read_text() if path.exists() else "# Performance\n"
-    if START_MARK in text and END_MARK in text:
-        head, rest = text.split(START_MARK, 1)
-        _, tail = rest.split(END_MARK, 1)
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+def write_doc(section: str) -> None:
+    replace_section("bench_monitor", section)
 
 
 def _profile_summary(path: Path, limit: int = 20) -> str:
@@ -1358,8 +1349,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_monitor", description=__doc__)
     parser.add_argument("--devices", type=int, default=10_000)
     parser.add_argument("--publishers", type=int, default=2)
-    parser.add_argument("--live-rounds", type=int, default=10, help="heartbeats per device")
-    parser.add_argument("--backlog-rounds", type=int, default=10, help="heartbeats per device")
+    parser.add_argument("--live-rounds", type=int, default=20, help="heartbeats per device")
+    parser.add_argument("--backlog-rounds", type=int, default=30, help="heartbeats per device")
     parser.add_argument(
         "--broker-option", action="append", default=[], help="extra mosquitto.conf line"
     )

@@ -30,6 +30,10 @@ import orjson
 PROTOCOL_VERSION: Final = 1
 DEFAULT_TOPIC_ROOT: Final = "clawbeat/v1"
 MAX_PAYLOAD_BYTES: Final = 4096
+# How deep ``metrics`` may nest (the object itself is level 1). A fixed limit, rather
+# than whatever a JSON library's recursion allows, so every payload the monitor accepts
+# can also be stored and shown.
+MAX_METRICS_DEPTH: Final = 32
 MIN_INTERVAL: Final = 0.1
 MAX_INTERVAL: Final = 86_400.0
 MAX_SEQ: Final = 2**63 - 1
@@ -244,13 +248,44 @@ def _load_object(payload: bytes | bytearray | str) -> dict[str, Any]:
 
 def _load_leniently(raw: bytes) -> Any:
     try:
-        return json.loads(raw.decode("utf-8"))
+        # json also accepts escaped lone surrogates ("\ud800"), which no database
+        # driver will encode: they become U+FFFD.
+        return _without_surrogates(json.loads(raw.decode("utf-8")))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidPayload(f"not UTF-8 JSON ({exc})") from exc
     except RecursionError as exc:
         # A few KiB of '[' nest deeper than the decoder recurses; left uncaught, one
         # hostile (retained!) message would crash the monitor on every start.
         raise InvalidPayload("JSON nested too deeply") from exc
+
+
+def _without_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        if value.isascii():
+            return value
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # Through UTF-16 a valid pair stays one character; a lone half becomes U+FFFD.
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return value
+    if isinstance(value, dict):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_surrogates(item) for item in value]
+    return value
+
+
+def _nesting_within(value: dict[str, Any], limit: int) -> bool:
+    """Whether ``value`` nests at most ``limit`` levels (iteratively: no recursion limit)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return False
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return True
 
 
 def _dump(obj: dict[str, Any]) -> bytes:
@@ -291,6 +326,10 @@ def decode_heartbeat(payload: bytes | bytearray | str) -> Heartbeat:
         metrics = {}
     if not isinstance(metrics, dict):
         raise InvalidPayload("must be a JSON object", field="metrics")
+    if not _nesting_within(metrics, MAX_METRICS_DEPTH):
+        raise InvalidPayload(
+            f"must not nest deeper than {MAX_METRICS_DEPTH} levels", field="metrics"
+        )
     return Heartbeat(
         seq=seq,
         session=session,

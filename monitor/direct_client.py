@@ -36,6 +36,7 @@ they are used, and a paho without them only costs speed.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections import deque
 from collections.abc import Callable
 from time import monotonic, time
@@ -50,6 +51,9 @@ from monitor.logging_setup import RateLimitedLog
 MessageHandler = Callable[[str, bytes, bool, float, float], None]
 
 _READ_CHUNK = 65536
+# Chunks read per readiness event before yielding to the event loop (see BufferedSocket):
+# about 800 heartbeats, some 40 ms of the monitor's work.
+_REFILLS_PER_TURN = 2
 
 if not all(
     callable(getattr(aiomqtt.Client, name, None)) for name in ("_on_message", "_on_socket_open")
@@ -67,19 +71,36 @@ class BufferedSocket:
     touches the kernel when the buffer is empty. A short answer at the end of the buffer
     is fine: paho keeps a partial packet and asks again, and an empty non-blocking socket
     raises ``BlockingIOError`` (or ``SSLWantReadError``) exactly as before.
+
+    aiomqtt's reader goes on while ``pending()`` is non-zero, and a chunk that ends in the
+    middle of a packet leaves bytes pending, so without a limit one readiness event could
+    go on reading for as long as the broker keeps sending, starving every other task
+    (the deadline tick, keepalive, the HTTP API) and holding back our PUBACKs. So after
+    ``_REFILLS_PER_TURN`` chunks, a refill answers ``BlockingIOError`` once instead: paho
+    keeps its partial packet, the reader returns to the event loop, and since the rest
+    is still in the kernel, ``epoll`` wakes it again on the next turn.
     """
 
-    __slots__ = ("_buf", "_pos", "_sock")
+    __slots__ = ("_buf", "_pos", "_refills", "_sock")
 
     def __init__(self, sock: Any) -> None:
         self._sock = sock
         self._buf = b""
         self._pos = 0
+        self._refills = 0
 
     def recv(self, bufsize: int) -> bytes:
         buf, pos = self._buf, self._pos
         if pos >= len(buf):
-            buf = bytes(self._sock.recv(_READ_CHUNK))
+            if self._refills >= _REFILLS_PER_TURN:
+                self._refills = 0
+                raise BlockingIOError("yielding to the event loop")
+            try:
+                buf = bytes(self._sock.recv(_READ_CHUNK))
+            except (BlockingIOError, ssl.SSLWantReadError):
+                self._refills = 0  # the kernel is empty: this readiness event is over
+                raise
+            self._refills += 1
             if not buf:
                 return buf  # end of stream: paho treats it as a lost connection
             self._buf, pos = buf, 0
@@ -124,6 +145,10 @@ class DirectClient(aiomqtt.Client):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("socket_options"):
+            # aiomqtt applies them only to a plain socket.socket, which paho no longer
+            # holds once BufferedSocket wraps it: they would be dropped silently.
+            raise ValueError("DirectClient does not support socket_options")
         super().__init__(*args, **kwargs)
         self._handler: MessageHandler | None = None
         self._held: deque[tuple[str, bytes, bool, float, float]] = deque()

@@ -200,6 +200,8 @@ class MqttLink:
         # devices took minutes to reach the status topics.
         window = asyncio.Semaphore(SEND_WINDOW)
         inflight: dict[str, Outgoing] = {}
+        # What was queued while disconnected goes out now, not at the next publish.
+        self._wakeup.set()
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()

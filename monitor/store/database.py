@@ -249,6 +249,11 @@ def translated(operation: str) -> Iterator[None]:
         if is_data_error(exc):
             raise DataRejected(message, operation=operation) from exc
         raise StoreUnavailable(message, operation=operation) from exc
+    except (UnicodeError, RecursionError) as exc:
+        # A value no driver can encode (a lone surrogate) or no JSON encoder can
+        # serialise (absurd nesting) is the row's fault, not the database's: left
+        # unwrapped, it would end the write-behind and, retained, every restart too.
+        raise DataRejected(f"{type(exc).__name__}: {exc}"[:500], operation=operation) from exc
 
 
 def _short(exc: BaseException) -> str:

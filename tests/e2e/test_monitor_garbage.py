@@ -85,6 +85,7 @@ BAD_HEARTBEATS: list[tuple[str, bytes]] = [
     ("uptime negative", _hb(6, uptime=-5)),
     ("fw too long", _hb(6, fw="f" * 65)),
     ("metrics not an object", _hb(6, metrics=[1, 2])),
+    ("metrics nested 33 levels", _hb(6, metrics={"deep": json.loads("[" * 32 + "]" * 32)})),
     # Over the protocol's 4 KiB, under the broker's 16 KiB: it reaches the monitor.
     ("oversized", _hb(6, fw="1.0", metrics={"pad": "x" * 6000})),
 ]
@@ -202,7 +203,8 @@ def test_garbage_changes_nothing_and_does_not_stop_the_monitor(
         awkward = [
             _hb(7, fw="a\u0000b"),
             _hb(8, metrics={"t": "x\u0000y", "n": 1e400}),
-            _hb(9, metrics={"deep": json.loads("[" * 200 + "]" * 200)}),
+            # metrics is level 1, "deep" 2..32: the deepest the protocol allows.
+            _hb(9, metrics={"deep": json.loads("[" * 31 + "]" * 31)}),
             _hb(10, fw="1.0", metrics={"rssi": -61}),
         ]
         for seq, payload in enumerate(awkward, start=7):

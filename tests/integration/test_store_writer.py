@@ -171,14 +171,32 @@ async def test_rollups_are_added_up_in_memory_and_in_the_database(database_url: 
     assert second.latency_max_ms is None
 
 
+def _nested(levels: int) -> object:
+    value: object = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        # Not JSON: the database layer refuses it, and retrying cannot help.
+        DeviceRow(id="bad", state="up", since=T0, latest_metrics={"x": object()}),
+        # No driver can encode a lone surrogate; no JSON encoder recurses this deep.
+        # The protocol keeps both out; should one get this far, it costs its row only.
+        DeviceRow(id="bad", state="up", since=T0, fw="v\ud800"),
+        DeviceRow(id="bad", state="up", since=T0, latest_metrics={"x": _nested(5000)}),
+    ],
+    ids=["not JSON", "lone surrogate", "nested too deep"],
+)
 async def test_a_row_the_database_refuses_is_dropped_alone(
-    database_url: str, caplog: pytest.LogCaptureFixture
+    database_url: str, caplog: pytest.LogCaptureFixture, bad: DeviceRow
 ) -> None:
     async with counting_store(database_url) as (sessions, _):
         writer = WriteBehind(sessions)
         writer.put_device(device("good-1", 1))
-        # Not JSON: the database layer refuses it, and retrying cannot help.
-        writer.put_device(DeviceRow(id="bad", state="up", since=T0, latest_metrics={"x": object()}))
+        writer.put_device(bad)
         writer.put_device(device("good-2", 1))
         with caplog.at_level(logging.WARNING, logger="clawbeat.store.writer"):
             await writer.flush()

@@ -121,7 +121,7 @@ def test_cleared_retained_presence_is_ignored(ingest: Ingest, sink: EngineSink) 
         b'{"seq": 1, "session": "s1", "interval": 1, "metrics": {"t": NaN, "v": -Infinity}}',
         # A lone surrogate escape in a free-form string, likewise.
         b'{"seq": 1, "session": "s1", "interval": 1, "fw": "v\\ud800"}',
-        # Integers beyond 64 bits in a metric.
+        # Integers beyond 64 bits in a metric (kept as a float: digits beyond 17 lost).
         b'{"seq": 1, "session": "s1", "interval": 1, "metrics": {"n": 123456789012345678901234}}',
     ],
     ids=["non-finite metrics", "lone surrogate", "huge integer"],
