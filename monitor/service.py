@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from device_client.protocol import ConfigUpdate, Heartbeat, Presence, Topics, encode_config
 from monitor.alerts.shell import Alerting
@@ -55,6 +55,8 @@ if TYPE_CHECKING:
     from monitor.web.server import HttpServer
 
 log = logging.getLogger("clawbeat.monitor")
+
+_V = TypeVar("_V")
 
 CONFIG_VERSION_KEY = "config_version"
 
@@ -104,9 +106,10 @@ class MonitorService:
         self._started_wall = time.time()
         self._warmed_up = False
         self._config_version: str | None = None
-        self._overrides: dict[str, float | None] = {}
+        # Sparse (absent = none/False), see _remember_config.
+        self._overrides: dict[str, float] = {}
         self._maintenance: dict[str, bool] = {}
-        self._pushed: dict[str, float | None] = {}  # interval on each config topic
+        self._pushed: dict[str, float] = {}  # interval on each config topic
         self.http: HttpServer | None = None
 
     # ----------------------------------------------------------------- startup
@@ -115,25 +118,41 @@ class MonitorService:
         await check_schema(self.settings.database_url)
         async with self.sessions() as session:
             classes = await repository.list_classes(session)
-            snapshots = await repository.load_devices(session)
             self._config_version = await repository.get_meta(session, key=CONFIG_VERSION_KEY)
-        policies = self._policies(classes)
-        engine = LivenessEngine(
-            classes=policies,
-            default_interval=self.settings.default_interval,
-            will_hold=self.settings.will_hold,
-        )
-        now, wall = time.monotonic(), time.time()
-        engine.load([engine_snapshot(s) for s in snapshots], now, wall)
-        self._overrides = {s.id: s.interval_override for s in snapshots}
-        self._maintenance = {s.id: s.in_maintenance for s in snapshots if s.in_maintenance}
-        self._pushed = self._wanted_config(classes, snapshots)
-        log.info("loaded %d devices and %d classes", len(snapshots), len(policies))
+            policies = self._policies(classes)
+            engine = LivenessEngine(
+                classes=policies,
+                default_interval=self.settings.default_interval,
+                will_hold=self.settings.will_hold,
+            )
+            now, wall = time.monotonic(), time.time()
+            by_class = {c.name: c.interval for c in classes}
+            loaded = 0
+            # Partition by partition: the engine's records are all that stays.
+            async for partition in repository.iter_devices(session):
+                engine.load([engine_snapshot(s) for s in partition], now, wall)
+                self._remember_config(partition, by_class)
+                loaded += len(partition)
+        log.info("loaded %d devices and %d classes", loaded, len(policies))
         # A million long-lived device records would make every full GC pass walk them
         # all (~0.5 s stalls); they live as long as the process, so take them out of it.
         gc.collect()
         gc.freeze()
         return engine
+
+    def _remember_config(
+        self, snapshots: list[StoredDevice], by_class: dict[str, float | None]
+    ) -> None:
+        # Sparse on purpose: most devices have no override, no maintenance and no pushed
+        # interval, and a million entries of None would cost ~100 bytes per device.
+        for s in snapshots:
+            if s.interval_override is not None:
+                self._overrides[s.id] = s.interval_override
+            if s.in_maintenance:
+                self._maintenance[s.id] = True
+            wanted = _wanted_interval(s, by_class)
+            if wanted is not None:
+                self._pushed[s.id] = wanted
 
     # ------------------------------------------------------------ ingest sink
 
@@ -309,35 +328,22 @@ class MonitorService:
         assert self.engine is not None
         now, wall = time.monotonic(), time.time()
         self.engine.set_classes(self._policies(classes))
-        wanted = self._wanted_config(classes, snapshots)
+        by_class = {c.name: c.interval for c in classes}
         for snap in snapshots:
             if self.engine.snapshot(snap.id) is None:
                 continue
             self.engine.set_class(snap.id, snap.class_name)
-            old = self._overrides.get(snap.id)
-            if old != snap.interval_override:
-                self._overrides[snap.id] = snap.interval_override
+            if self._overrides.get(snap.id) != snap.interval_override:
+                _set_sparse(self._overrides, snap.id, snap.interval_override)
                 self.engine.set_interval_override(snap.id, snap.interval_override)
-            if self._pushed.get(snap.id) != wanted[snap.id]:
-                self._pushed[snap.id] = wanted[snap.id]
-                self._push_config(snap.id, wanted[snap.id])
+            wanted = _wanted_interval(snap, by_class)
+            if self._pushed.get(snap.id) != wanted:
+                _set_sparse(self._pushed, snap.id, wanted)
+                self._push_config(snap.id, wanted)
             if self._maintenance.get(snap.id, False) != snap.in_maintenance:
-                self._maintenance[snap.id] = snap.in_maintenance
+                _set_sparse(self._maintenance, snap.id, snap.in_maintenance or None)
                 self._apply(self.engine.set_maintenance(snap.id, snap.in_maintenance, now, wall))
         log.info("applied configuration changes")
-
-    @staticmethod
-    def _wanted_config(
-        classes: list[DeviceClass], snapshots: list[StoredDevice]
-    ) -> dict[str, float | None]:
-        """The interval each device is told: its override, else its class's, else none."""
-        by_class = {c.name: c.interval for c in classes}
-        return {
-            s.id: s.interval_override
-            if s.interval_override is not None
-            else by_class.get(s.class_name)
-            for s in snapshots
-        }
 
     async def apply_config_change(
         self, version: str, *, previous: str | None, device_ids: Collection[str] | None
@@ -476,3 +482,18 @@ class MonitorService:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.db.dispose()
         log.info("stopped")
+
+
+def _wanted_interval(snap: StoredDevice, by_class: dict[str, float | None]) -> float | None:
+    """The interval a device is told: its override, else its class's, else none."""
+    if snap.interval_override is not None:
+        return snap.interval_override
+    return by_class.get(snap.class_name)
+
+
+def _set_sparse(table: dict[str, _V], key: str, value: _V | None) -> None:
+    """Store ``value``, or forget ``key`` when it is None (absent means None)."""
+    if value is None:
+        table.pop(key, None)
+    else:
+        table[key] = value

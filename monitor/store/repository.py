@@ -12,7 +12,7 @@ way but SQLAlchemy builds per dialect; :func:`_insert` picks the right one.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any, Final
@@ -302,10 +302,20 @@ def _rowcount(result: object) -> int:
 
 @translates_errors("load devices")
 async def load_devices(session: AsyncSession) -> list[DeviceSnapshot]:
-    """Every device, as the monitor needs it to rebuild its in-memory state at startup.
+    """Every device, as the monitor needs it to rebuild its in-memory state."""
+    snapshots: list[DeviceSnapshot] = []
+    async for partition in iter_devices(session):
+        snapshots.extend(partition)
+    return snapshots
 
-    Streamed in partitions so a million devices do not sit twice in memory (driver
-    rows and snapshots) at once.
+
+async def iter_devices(
+    session: AsyncSession, *, partition: int = _LOAD_PARTITION
+) -> AsyncIterator[list[DeviceSnapshot]]:
+    """Every device, ``partition`` rows at a time, streamed from the database.
+
+    The monitor's start-up consumes the partitions as they come, so a million devices
+    never sit in memory twice (as snapshots and as engine records) at once.
     """
     c = _devices.c
     stmt = select(
@@ -321,10 +331,9 @@ async def load_devices(session: AsyncSession) -> list[DeviceSnapshot]:
         c.class_name,
         c.in_maintenance,
     ).order_by(c.id)
-    snapshots: list[DeviceSnapshot] = []
     result = await session.stream(stmt)
-    async for partition in result.partitions(_LOAD_PARTITION):
-        snapshots.extend(
+    async for rows in result.partitions(partition):
+        yield [
             DeviceSnapshot(
                 id=row.id,
                 state=row.state,
@@ -338,9 +347,8 @@ async def load_devices(session: AsyncSession) -> list[DeviceSnapshot]:
                 class_name=row.class_name,
                 in_maintenance=bool(row.in_maintenance),
             )
-            for row in partition
-        )
-    return snapshots
+            for row in rows
+        ]
 
 
 @translates_errors("get device")
