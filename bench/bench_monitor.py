@@ -38,14 +38,11 @@ import json
 import logging
 import multiprocessing as mp
 import os
-import platform
 import pstats
 import resource
 import selectors
-import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -64,7 +61,7 @@ import psutil
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from bench.perf_doc import replace_section
+from bench.perf_doc import machine, replace_section
 from broker.runner import free_port
 from device_client.protocol import DEFAULT_TOPIC_ROOT, Heartbeat, Topics, decode_heartbeat
 from monitor.direct_client import DirectClient
@@ -1075,40 +1072,6 @@ def bench_latency(devices: int, spread: float) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ report
-
-
-def machine() -> dict[str, Any]:
-    model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    mosquitto = "unknown"
-    if exe := shutil.which("mosquitto") or "/usr/sbin/mosquitto":
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            cmd = [exe, "-h"]
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=5, check=False)
-            mosquitto = (out.stdout or out.stderr).splitlines()[0].strip()
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": model,
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "mosquitto": mosquitto,
-        "paho_mqtt": _version("paho-mqtt"),
-        "aiomqtt": _version("aiomqtt"),
-    }
-
-
-def _version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return "?"
 
 
 def _fmt(n: float | None) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
 import tempfile
@@ -28,8 +27,8 @@ from typing import Any
 
 import psutil
 
-from bench.bench_monitor import _in_child, machine
-from bench.perf_doc import replace_section
+from bench.bench_monitor import _in_child
+from bench.perf_doc import finish
 from monitor.service import MonitorService
 from monitor.settings import MonitorSettings
 from monitor.store import repository
@@ -166,11 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-doc", action="store_true", help="do not touch docs/performance.md")
     args = parser.parse_args(argv)
     report = run(args.devices, args.database or ["postgresql", "sqlite"])
-    m = machine()
-    report["machine"] = m
-    print(json.dumps(report, indent=2))
-    if not args.no_doc:
-        replace_section("bench_startup", render(report, m))
+    finish("bench_startup", report, render, write_doc=not args.no_doc)
     return 0
 
 

@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import monitor.mqtt_link as link_module
-from bench.bench_monitor import machine
-from bench.perf_doc import replace_section
+from bench.perf_doc import finish
 from monitor.broker_url import parse_broker_url
 from monitor.mqtt_link import LinkOptions, MqttLink
 from monitor.publish import status_payload
@@ -144,11 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-doc", action="store_true", help="do not touch docs/performance.md")
     args = parser.parse_args(argv)
     report = run(args.messages, args.rounds)
-    m = machine()
-    report["machine"] = m
-    print(json.dumps(report, indent=2))
-    if not args.no_doc:
-        replace_section("bench_status_publish", render(report, m))
+    finish("bench_status_publish", report, render, write_doc=not args.no_doc)
     return 0
 
 

@@ -1,9 +1,21 @@
-"""docs/performance.md: each benchmark owns one marked section and rewrites only that."""
+"""What benchmarks share: the machine they ran on, and their sections of docs/performance.md.
+
+Each benchmark owns one marked section of docs/performance.md and rewrites only that.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
+
+import psutil
 
 REPO: Final = Path(__file__).resolve().parent.parent
 PERF_DOC: Final = REPO / "docs" / "performance.md"
@@ -26,3 +38,51 @@ def replace_section(name: str, body: str, path: Path = PERF_DOC) -> None:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mosquitto = "unknown"
+    if exe := shutil.which("mosquitto") or "/usr/sbin/mosquitto":
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            cmd = [exe, "-h"]
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=5, check=False)
+            mosquitto = (out.stdout or out.stderr).splitlines()[0].strip()
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "mosquitto": mosquitto,
+        "paho_mqtt": _version("paho-mqtt"),
+        "aiomqtt": _version("aiomqtt"),
+    }
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "?"
+
+
+def finish(
+    name: str,
+    report: dict[str, Any],
+    render: Callable[[dict[str, Any], dict[str, Any]], str],
+    *,
+    write_doc: bool,
+) -> None:
+    """Add the machine to ``report``, print it as JSON, and rewrite ``name``'s section."""
+    report["machine"] = m = machine()
+    print(json.dumps(report, indent=2))
+    if write_doc:
+        replace_section(name, render(report, m))
