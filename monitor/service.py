@@ -18,7 +18,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
@@ -42,7 +42,7 @@ from monitor.state_rows import (
     transition_row,
 )
 from monitor.store import reports, repository
-from monitor.store.database import create_engine_for, make_session_factory
+from monitor.store.database import create_engine_for, make_session_factory, translated
 from monitor.store.migrate import check_schema
 from monitor.store.models import DeviceClass
 from monitor.store.rows import DeviceSnapshot as StoredDevice
@@ -116,43 +116,40 @@ class MonitorService:
 
     async def _load(self) -> LivenessEngine:
         await check_schema(self.settings.database_url)
-        async with self.sessions() as session:
-            classes = await repository.list_classes(session)
-            self._config_version = await repository.get_meta(session, key=CONFIG_VERSION_KEY)
-            policies = self._policies(classes)
-            engine = LivenessEngine(
-                classes=policies,
-                default_interval=self.settings.default_interval,
-                will_hold=self.settings.will_hold,
-            )
-            now, wall = time.monotonic(), time.time()
-            by_class = {c.name: c.interval for c in classes}
-            loaded = 0
-            # Partition by partition: the engine's records are all that stays.
-            async for partition in repository.iter_devices(session):
-                engine.load([engine_snapshot(s) for s in partition], now, wall)
-                self._remember_config(partition, by_class)
-                loaded += len(partition)
-        log.info("loaded %d devices and %d classes", loaded, len(policies))
+        config = _Config()
+        # translated(): iter_devices is a generator the repository's decorator cannot
+        # wrap, and a database lost mid-load must still read as a store error.
+        with translated("load devices"):
+            async with self.sessions() as session:
+                # The version first: a change committed while loading is then seen as
+                # newer by the poll loop, and applied.
+                version = await repository.get_meta(session, key=CONFIG_VERSION_KEY)
+                classes = await repository.list_classes(session)
+                policies = self._policies(classes)
+                engine = LivenessEngine(
+                    classes=policies,
+                    default_interval=self.settings.default_interval,
+                    will_hold=self.settings.will_hold,
+                )
+                now, wall = time.monotonic(), time.time()
+                by_class = {c.name: c.interval for c in classes}
+                # Partition by partition: the engine's records are all that stays.
+                async for partition in repository.iter_devices(session):
+                    engine.load([engine_snapshot(s) for s in partition], now, wall)
+                    config.remember(partition, by_class)
+        # Only a complete load becomes the service's state.
+        self._config_version = version
+        self._overrides, self._maintenance, self._pushed = (
+            config.overrides,
+            config.maintenance,
+            config.pushed,
+        )
+        log.info("loaded %d devices and %d classes", len(engine), len(policies))
         # A million long-lived device records would make every full GC pass walk them
         # all (~0.5 s stalls); they live as long as the process, so take them out of it.
         gc.collect()
         gc.freeze()
         return engine
-
-    def _remember_config(
-        self, snapshots: list[StoredDevice], by_class: dict[str, float | None]
-    ) -> None:
-        # Sparse on purpose: most devices have no override, no maintenance and no pushed
-        # interval, and a million entries of None would cost ~100 bytes per device.
-        for s in snapshots:
-            if s.interval_override is not None:
-                self._overrides[s.id] = s.interval_override
-            if s.in_maintenance:
-                self._maintenance[s.id] = True
-            wanted = _wanted_interval(s, by_class)
-            if wanted is not None:
-                self._pushed[s.id] = wanted
 
     # ------------------------------------------------------------ ingest sink
 
@@ -482,6 +479,29 @@ class MonitorService:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.db.dispose()
         log.info("stopped")
+
+
+@dataclass
+class _Config:
+    """Per-device configuration the service tracks, as loaded at start-up.
+
+    Sparse on purpose: most devices have no override, no maintenance and no pushed
+    interval, and a million entries of None would cost ~100 bytes per device.
+    """
+
+    overrides: dict[str, float] = field(default_factory=dict)
+    maintenance: dict[str, bool] = field(default_factory=dict)
+    pushed: dict[str, float] = field(default_factory=dict)
+
+    def remember(self, snapshots: list[StoredDevice], by_class: dict[str, float | None]) -> None:
+        for s in snapshots:
+            if s.interval_override is not None:
+                self.overrides[s.id] = s.interval_override
+            if s.in_maintenance:
+                self.maintenance[s.id] = True
+            wanted = _wanted_interval(s, by_class)
+            if wanted is not None:
+                self.pushed[s.id] = wanted
 
 
 def _wanted_interval(snap: StoredDevice, by_class: dict[str, float | None]) -> float | None:
