@@ -36,9 +36,11 @@ they are used, and a paho without them only costs speed.
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 from collections import deque
 from collections.abc import Callable
+from importlib.metadata import version
 from time import monotonic, time
 from typing import Any, cast
 
@@ -55,12 +57,17 @@ _READ_CHUNK = 65536
 # about 800 heartbeats, some 40 ms of the monitor's work.
 _REFILLS_PER_TURN = 2
 
-if not all(
+# aiomqtt's reader loops on ``pending()`` (which BufferedSocket relies on) since 2.5; the
+# hooks below are checked against 2.5. pip enforces the same range from pyproject.toml;
+# this catches an environment assembled without it.
+_AIOMQTT_TESTED = ((2, 5), (2, 6))
+_aiomqtt_version = tuple(int(n) for n in re.findall(r"\d+", version("aiomqtt"))[:2])
+if not _AIOMQTT_TESTED[0] <= _aiomqtt_version < _AIOMQTT_TESTED[1] or not all(
     callable(getattr(aiomqtt.Client, name, None)) for name in ("_on_message", "_on_socket_open")
 ):  # pragma: no cover
     raise ImportError(
-        "this aiomqtt lacks the hooks clawbeat's receive path uses "
-        "(Client._on_message and Client._on_socket_open); see monitor/direct_client.py"
+        f"aiomqtt {version('aiomqtt')} is installed; clawbeat's receive path needs "
+        "aiomqtt>=2.5,<2.6 (see monitor/direct_client.py)"
     )
 
 
