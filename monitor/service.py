@@ -106,7 +106,7 @@ class MonitorService:
         self._started_wall = time.time()
         self._warmed_up = False
         self._config_version: str | None = None
-        # Sparse (absent = none/False), see _remember_config.
+        # Sparse (absent = none/False), see _Config.
         self._overrides: dict[str, float] = {}
         self._maintenance: dict[str, bool] = {}
         self._pushed: dict[str, float] = {}  # interval on each config topic
