@@ -42,7 +42,7 @@ from monitor.state_rows import (
     transition_row,
 )
 from monitor.store import reports, repository
-from monitor.store.database import create_engine_for, make_session_factory, translated
+from monitor.store.database import create_engine_for, make_session_factory
 from monitor.store.migrate import check_schema
 from monitor.store.models import DeviceClass
 from monitor.store.rows import DeviceSnapshot as StoredDevice
@@ -117,26 +117,23 @@ class MonitorService:
     async def _load(self) -> LivenessEngine:
         await check_schema(self.settings.database_url)
         config = _Config()
-        # translated(): iter_devices is a generator the repository's decorator cannot
-        # wrap, and a database lost mid-load must still read as a store error.
-        with translated("load devices"):
-            async with self.sessions() as session:
-                # The version first: a change committed while loading is then seen as
-                # newer by the poll loop, and applied.
-                version = await repository.get_meta(session, key=CONFIG_VERSION_KEY)
-                classes = await repository.list_classes(session)
-                policies = self._policies(classes)
-                engine = LivenessEngine(
-                    classes=policies,
-                    default_interval=self.settings.default_interval,
-                    will_hold=self.settings.will_hold,
-                )
-                now, wall = time.monotonic(), time.time()
-                by_class = {c.name: c.interval for c in classes}
-                # Partition by partition: the engine's records are all that stays.
-                async for partition in repository.iter_devices(session):
-                    engine.load([engine_snapshot(s) for s in partition], now, wall)
-                    config.remember(partition, by_class)
+        async with self.sessions() as session:
+            # The version first: a change committed while loading is then seen as newer
+            # by the poll loop, and applied.
+            version = await repository.get_meta(session, key=CONFIG_VERSION_KEY)
+            classes = await repository.list_classes(session)
+            policies = self._policies(classes)
+            engine = LivenessEngine(
+                classes=policies,
+                default_interval=self.settings.default_interval,
+                will_hold=self.settings.will_hold,
+            )
+            now, wall = time.monotonic(), time.time()
+            by_class = {c.name: c.interval for c in classes}
+            # Partition by partition: the engine's records are all that stays.
+            async for partition in repository.iter_devices(session):
+                engine.load([engine_snapshot(s) for s in partition], now, wall)
+                config.remember(partition, by_class)
         # Only a complete load becomes the service's state.
         self._config_version = version
         self._overrides, self._maintenance, self._pushed = (

@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, Table, case, delete, func, select, text, u
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from monitor.store.database import dump_json, translates_errors
+from monitor.store.database import dump_json, translated, translates_errors
 from monitor.store.errors import (
     ClassExists,
     ClassInUse,
@@ -331,24 +331,27 @@ async def iter_devices(
         c.class_name,
         c.in_maintenance,
     ).order_by(c.id)
-    result = await session.stream(stmt)
-    async for rows in result.partitions(partition):
-        yield [
-            DeviceSnapshot(
-                id=row.id,
-                state=row.state,
-                since=row.since,
-                reason=row.reason,
-                session=row.session,
-                last_seq=row.last_seq,
-                last_seen=row.last_seen,
-                announced_interval=row.announced_interval,
-                interval_override=row.interval_override,
-                class_name=row.class_name,
-                in_maintenance=bool(row.in_maintenance),
-            )
-            for row in rows
-        ]
+    # translated() inside: translates_errors wraps coroutines, not async generators, and
+    # a database lost mid-stream must still surface as a store error.
+    with translated("load devices"):
+        result = await session.stream(stmt)
+        async for rows in result.partitions(partition):
+            yield [
+                DeviceSnapshot(
+                    id=row.id,
+                    state=row.state,
+                    since=row.since,
+                    reason=row.reason,
+                    session=row.session,
+                    last_seq=row.last_seq,
+                    last_seen=row.last_seen,
+                    announced_interval=row.announced_interval,
+                    interval_override=row.interval_override,
+                    class_name=row.class_name,
+                    in_maintenance=bool(row.in_maintenance),
+                )
+                for row in rows
+            ]
 
 
 @translates_errors("get device")
