@@ -54,8 +54,9 @@ Presence
       will; otherwise -> offline, stamped with the will's arrival. Timing pauses for
       the device while its will is held.
   R10 A retained offline presence for the current session that arrives while warming
-      up is held until warm-up ends, then gives offline. Outside warm-up a retained
-      will is held like a fresh one and a retained shutdown counts at once.
+      up is held until warm-up ends, then gives offline stamped with its arrival (the
+      lost clock runs from then too). Outside warm-up a retained will is held like a
+      fresh one and a retained shutdown counts at once.
   R11 Offline naming any other session: STALE_SESSION. A device already offline or
       lost only has its session ended; in maintenance likewise
       (IGNORED_IN_MAINTENANCE).
@@ -74,7 +75,8 @@ Start-up
   R14 ``start_warmup``: until it ends (max over classes of interval + grace, or the
       given duration) no device times out; fresh wills still resolve. The first tick
       at or after the end gives each device with no fresh heartbeat its verdict once:
-      a held retained will -> offline; else whatever its deadlines imply (R3).
+      a held retained will -> offline, as of the will's arrival (R10); else whatever
+      its deadlines imply (R3).
       Devices that beat during warm-up are online with no transition if they were.
 
 Blind (the monitor lost the broker)
@@ -268,11 +270,11 @@ class LivenessEngine:
                 # show its new session (R15).
                 self._hold_timers.set(device_id, held, will_floor)
                 continue
-            self._resolve_will(device_id, held, now, wall, out=out)
+            self._resolve_will(device_id, held, out=out)
         if self._warmup_end is not None:
             if now < self._warmup_end:
                 return out
-            self._end_warmup(now, wall, out=out)
+            self._end_warmup(out=out)
         for _, dev in self._timers.pop_due(now):
             self._expire(dev, now, wall, out=out)
         return out
@@ -619,26 +621,21 @@ class LivenessEngine:
                 self._move(dev, _LOST, Reason.GONE, _wall_at(lost_at, now, wall, dev), out)
         self._rearm(dev)
 
-    def _end_warmup(self, now: float, wall: float, out: _TransitionList) -> None:
+    def _end_warmup(self, out: _TransitionList) -> None:
         self._warmup_end = None
         waiting = [(key, held) for key, held in self._held.items() if held.until_warmup]
         for device_id, held in waiting:
-            self._resolve_will(device_id, held, now, wall, out=out)
+            self._resolve_will(device_id, held, out=out)
 
-    def _resolve_will(
-        self, device_id: str, held: HeldWill, now: float, wall: float, out: _TransitionList
-    ) -> None:
+    def _resolve_will(self, device_id: str, held: HeldWill, out: _TransitionList) -> None:
         """A held will was not overtaken by a new session: the device is offline."""
         self._drop_hold(device_id)
         dev = self._devices[device_id]
-        if held.until_warmup:
-            # Replayed at start-up: when the connection died is unknown, so the verdict
-            # is stamped when it is made.
-            at_wall = wall
-            dev.anchor = now
-        else:
-            at_wall = max(held.wall, dev.since_wall)
-            dev.anchor = held.mono
+        # Stamped with the will's arrival, also for one replayed at start-up and held
+        # through warm-up: the connection was dead by then (when it died before is
+        # unknown), and the warm-up end is only when the monitor chose to judge.
+        at_wall = max(held.wall, dev.since_wall)
+        dev.anchor = held.mono
         reason = (
             Reason.SHUTDOWN if held.reason is OfflineReason.SHUTDOWN else Reason.CONNECTION_LOST
         )

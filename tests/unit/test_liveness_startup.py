@@ -248,10 +248,17 @@ def test_retained_will_during_warmup_is_held_until_warmup_ends() -> None:
     assert result.outcome is Outcome.WILL_HELD
     assert tick(engine, START + 5) == []
     assert tick(engine, START + 39.9) == []
+    # Offline as of the will's arrival (the connection was dead by then), not as of
+    # the moment warm-up ended and the monitor judged.
     assert engine.tick(START + 40, WALL + 40) == [
-        Transition("d1", State.ONLINE, State.OFFLINE, Reason.CONNECTION_LOST, WALL + 40, "s1")
+        Transition("d1", State.ONLINE, State.OFFLINE, Reason.CONNECTION_LOST, WALL + 0.1, "s1")
     ]
     assert tick(engine, START + 200) == []
+    # The lost clock runs from the will's arrival too.
+    assert tick(engine, START + 0.1 + DAY - 1) == []
+    assert engine.tick(START + 0.1 + DAY, WALL + 0.1 + DAY) == [
+        Transition("d1", State.OFFLINE, State.LOST, Reason.GONE, WALL + 0.1 + DAY, "s1")
+    ]
 
 
 def test_retained_shutdown_during_warmup_is_held_too() -> None:
