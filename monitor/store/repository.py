@@ -38,7 +38,14 @@ from monitor.store.models import (
     HeartbeatRollup,
     Transition,
 )
-from monitor.store.rows import ClassSpec, DeviceRow, DeviceSnapshot, RollupRow, TransitionRow
+from monitor.store.rows import (
+    ClassSpec,
+    DeviceRow,
+    DeviceSnapshot,
+    RollupRow,
+    TransitionRow,
+    superseding,
+)
 
 _devices: Final[Table] = Base.metadata.tables["devices"]
 _transitions: Final[Table] = Base.metadata.tables["transitions"]
@@ -83,12 +90,15 @@ def _greatest(current: ColumnElement[Any], incoming: ColumnElement[Any]) -> Colu
 
 @translates_errors("upsert devices")
 async def upsert_devices(session: AsyncSession, *, rows: Iterable[DeviceRow], now: datetime) -> int:
-    """Insert or update the runtime columns of each device; the last row per id wins.
+    """Insert or update the runtime columns of each device; the last row per id wins
+    (keeping the earliest ``first_seen``, which only a new row stores).
 
     Configuration columns (class, override, tags, maintenance) are left alone on
     update and take their defaults on insert. Returns the number of rows written.
     """
-    latest: dict[str, DeviceRow] = {row.id: row for row in rows}
+    latest: dict[str, DeviceRow] = {}
+    for row in rows:
+        latest[row.id] = superseding(row, latest.get(row.id))
     params = [
         {
             "id": row.id,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -18,8 +18,8 @@ class DeviceRow:
     """The runtime state of one device, as the monitor knows it now.
 
     ``fw`` and ``latest_metrics`` left as ``None`` keep the stored values (a presence
-    message carries neither). ``first_seen`` is only used when the row is new; it
-    defaults to the flush time.
+    message carries neither). ``first_seen`` is when the monitor first saw the device;
+    it is only used when the row is new, and defaults to the flush time.
     """
 
     id: str
@@ -33,6 +33,20 @@ class DeviceRow:
     fw: str | None = None
     latest_metrics: Mapping[str, Any] | None = None
     first_seen: datetime | None = None
+
+
+def superseding(newer: DeviceRow, older: DeviceRow | None) -> DeviceRow:
+    """``newer``, replacing ``older`` before either was written.
+
+    The newer state wins, but the earliest ``first_seen`` stays: a device first seen
+    in one flush window and seen again before the row reached the database (a slow or
+    unavailable database) was still first seen then.
+    """
+    if older is None or older.first_seen is None:
+        return newer
+    if newer.first_seen is not None and newer.first_seen <= older.first_seen:
+        return newer
+    return replace(newer, first_seen=older.first_seen)
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,7 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from monitor.store import repository
 from monitor.store.database import translated
 from monitor.store.errors import DataRejected, StoreError, StoreUnavailable, WriterClosed
-from monitor.store.rows import DeviceRow, RollupRow, TransitionRow
+from monitor.store.rows import DeviceRow, RollupRow, TransitionRow, superseding
 
 _T = TypeVar("_T")
 
@@ -175,7 +175,7 @@ class WriteBehind:
             self.stats.device_rows_dropped += 1
             self._overflow("devices", self._max_devices)
             return
-        self._devices[row.id] = row
+        self._devices[row.id] = superseding(row, self._devices.get(row.id))
         if self._devices_since is None:
             self._devices_since = time.monotonic()
 
@@ -562,9 +562,9 @@ class WriteBehind:
                     await self._write_transitions()
         finally:
             # Whatever was not written goes back, unless a newer row for the same
-            # device was put meanwhile: the newer row wins.
+            # device was put meanwhile: the newer row wins (keeping the first first_seen).
             for row in taken[settled:]:
-                self._devices.setdefault(row.id, row)
+                self._devices[row.id] = superseding(self._devices.get(row.id, row), row)
             if settled < len(taken) and since is not None:
                 self._devices_since = min(since, self._devices_since or since)
             self._inflight_devices = 0

@@ -128,3 +128,30 @@ async def test_writer_converges_after_a_database_outage(
     assert sum("database unavailable" in m for m in messages) == 1
     assert sum("database is back" in m for m in messages) == 1
     assert writer.stats.failed_flushes > 1  # it did retry, quietly
+
+
+async def test_first_seen_survives_a_database_outage(pg_cluster: RestartableServer) -> None:
+    # A device first seen while the database is down, and seen again before it is
+    # back: its row, written after the outage, says when it was first seen.
+    url = await asyncio.to_thread(pg_cluster.create_database, "first_seen")
+    await migrate.upgrade(url)
+    engine = create_engine_for(url, connect_timeout=2.0)
+    writer = WriteBehind(make_session_factory(engine), flush_interval=60.0, flush_timeout=5.0)
+    try:
+        await asyncio.to_thread(pg_cluster.stop, mode="fast")
+        writer.put_device(DeviceRow(id="early", state="up", since=T0, first_seen=T0))
+        with pytest.raises(StoreUnavailable):
+            await writer.flush()
+        later = T0 + timedelta(seconds=40)
+        writer.put_device(DeviceRow(id="early", state="late", since=later, first_seen=later))
+        with pytest.raises(StoreUnavailable):
+            await writer.flush()
+        await asyncio.to_thread(pg_cluster.start)
+        await writer.flush()
+        assert await writer.close()
+    finally:
+        await engine.dispose()
+    async with open_store(url) as sessions, sessions() as session:
+        stored = await repository.get_device(session, device_id="early")
+    assert stored is not None
+    assert (stored.state, stored.first_seen) == ("late", T0)

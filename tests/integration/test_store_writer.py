@@ -291,3 +291,44 @@ async def test_health_figures_and_flush_hook(database_url: str) -> None:
     assert report.seconds > 0
     assert writer.stats.last_batch_devices == 1
     assert writer.stats.flushes == 1
+
+
+async def test_a_new_device_keeps_the_first_first_seen_however_often_it_is_put(
+    database_url: str,
+) -> None:
+    # A device first seen at T0 and seen again before its row was written: the newer
+    # row (which names no first_seen) replaces the pending one, but not its first_seen.
+    first = DeviceRow(id="new-1", state="up", since=T0, first_seen=T0)
+    later = T0 + timedelta(seconds=30)
+    async with counting_store(database_url) as (sessions, _):
+        writer = WriteBehind(
+            sessions, flush_interval=60.0, wall_clock=lambda: later + timedelta(minutes=1)
+        )
+        writer.put_device(first)
+        writer.put_device(device("new-1", 30))
+        await writer.flush()
+        # A row for a stored device never moves its first_seen.
+        writer.put_device(DeviceRow(id="new-1", state="down", since=later, first_seen=later))
+        await writer.flush()
+        async with sessions() as session:
+            stored = await repository.get_device(session, device_id="new-1")
+    assert stored is not None
+    assert (stored.state, stored.first_seen) == ("down", T0)
+
+
+async def test_one_batch_naming_a_device_twice_keeps_its_first_seen(database_url: str) -> None:
+    later = T0 + timedelta(seconds=5)
+    async with counting_store(database_url) as (sessions, _):
+        async with sessions() as session, session.begin():
+            await repository.upsert_devices(
+                session,
+                rows=[
+                    DeviceRow(id="twice", state="up", since=T0, first_seen=T0),
+                    DeviceRow(id="twice", state="late", since=later),
+                ],
+                now=later,
+            )
+        async with sessions() as session:
+            stored = await repository.get_device(session, device_id="twice")
+    assert stored is not None
+    assert (stored.state, stored.first_seen) == ("late", T0)
