@@ -182,6 +182,10 @@ class Topics:
         return f"{self.root}/devices/+/presence"
 
     @property
+    def config_filter(self) -> str:
+        return f"{self.root}/devices/+/config"
+
+    @property
     def status_filter(self) -> str:
         return f"{self.root}/status/+"
 

@@ -44,11 +44,22 @@ class IngestSink(Protocol):
     ) -> EventResult: ...
 
 
+class ConfigSink(Protocol):
+    """What ingest calls with messages on config topics (the service reconciles them).
+
+    Gets the raw payload: an unreadable retained config is something to rewrite, not
+    something to drop.
+    """
+
+    def __call__(self, device_id: str, payload: bytes, *, retained: bool) -> None: ...
+
+
 @dataclass
 class Ingest:
     topics: Topics
     sink: IngestSink
     logger: logging.Logger
+    config: ConfigSink | None = None
 
     def __post_init__(self) -> None:
         self.counts: Counter[str] = Counter()
@@ -87,9 +98,12 @@ class Ingest:
                     wall=wall,
                 )
                 self.counts[_PRESENCE_KEYS[result.outcome]] += 1
+            elif self.config is not None:
+                # Config topics are the monitor's own writes, read back to reconcile
+                # what the broker retained with what the database wants.
+                self.counts["config_received"] += 1
+                self.config(device_id, payload, retained=retained)
             else:
-                # Config topics are the monitor's own writes; it does not subscribe to
-                # them, but a broad subscription elsewhere must not make them events.
                 self.counts["config_ignored"] += 1
         except PayloadTooLarge as exc:
             self._drop("oversized", topic, str(exc))

@@ -48,5 +48,15 @@ def summary_payload(counts: Mapping[str, int], *, at: float) -> bytes:
     return _dump({"total": sum(nonzero.values()), "counts": nonzero, "at": iso(at)})
 
 
-def monitor_presence_payload(state: str, *, since: float, instance: str) -> bytes:
-    return _dump({"state": state, "since": iso(since), "instance": instance})
+def monitor_presence_payload(
+    state: str, *, since: float | None, instance: str, reason: str | None = None
+) -> bytes:
+    """The monitor's own presence: ``since`` is when it came online or went offline.
+
+    ``None`` in the will: the broker publishes it when it finds the connection dead,
+    a moment the monitor cannot know when it sets the will (at connect time).
+    """
+    body: dict[str, Any] = {"state": state, "since": iso(since), "instance": instance}
+    if reason is not None:
+        body["reason"] = reason
+    return _dump(body)

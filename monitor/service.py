@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import math
 import signal
 import time
 from collections import Counter
@@ -22,7 +23,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
-from device_client.protocol import ConfigUpdate, Heartbeat, Presence, Topics, encode_config
+from device_client.protocol import (
+    ConfigUpdate,
+    Heartbeat,
+    OfflineReason,
+    Presence,
+    ProtocolError,
+    Topics,
+    decode_config,
+    encode_config,
+)
 from monitor.alerts.shell import Alerting
 from monitor.broker_url import parse_broker_url
 from monitor.ingest import Ingest
@@ -41,6 +51,7 @@ from monitor.state_rows import (
     rollup_minute,
     transition_row,
 )
+from monitor.status_refresh import last_seen_due, refresh_period
 from monitor.store import reports, repository
 from monitor.store.database import create_engine_for, make_session_factory
 from monitor.store.migrate import check_schema
@@ -100,6 +111,9 @@ class MonitorService:
         self.alerting = Alerting(settings, self.sessions, self.topics)  # monitor/alerts
         self.counts: Counter[str] = Counter()
         self._latest: dict[str, _Latest] = {}
+        # When each device registered since the last flush was first seen (its first
+        # transition), so its new row says that rather than when it was flushed.
+        self._first_seen: dict[str, float] = {}
         self._minute_key = -1
         self._minute_value = rollup_minute(0.0)
         self._stop = asyncio.Event()
@@ -110,6 +124,12 @@ class MonitorService:
         self._overrides: dict[str, float] = {}
         self._maintenance: dict[str, bool] = {}
         self._pushed: dict[str, float] = {}  # interval on each config topic
+        # Devices whose wanted config the broker has not shown yet, until warm-up ends
+        # (config_message, _push_unseen_configs); None once reconciled.
+        self._config_unseen: set[str] | None = None
+        # Seconds between last_seen refreshes of a beating device's status (the flush
+        # loop follows the fleet's size).
+        self._status_period = settings.status_refresh
         self.http: HttpServer | None = None
 
     # ----------------------------------------------------------------- startup
@@ -141,6 +161,7 @@ class MonitorService:
             config.maintenance,
             config.pushed,
         )
+        self._config_unseen = set(config.pushed)
         log.info("loaded %d devices and %d classes", len(engine), len(policies))
         # A million long-lived device records would make every full GC pass walk them
         # all (~0.5 s stalls); they live as long as the process, so take them out of it.
@@ -177,8 +198,41 @@ class MonitorService:
                 latency_ms=latency_ms,
                 jitter_ms=jitter_ms,
             )
+            if before is not None and not result.transitions:
+                self._refresh_status(device_id, before, hb, wall)
         self._apply(result.transitions)
         return result
+
+    def _refresh_status(
+        self,
+        device_id: str,
+        before: tuple[str | None, float | None, float],
+        hb: Heartbeat,
+        wall: float,
+    ) -> None:
+        """Republish a status this heartbeat made untrue (see ``status_refresh.py``).
+
+        ``before`` is the device's (session, last_seen, interval) before the heartbeat.
+        Cheap on purpose, on every heartbeat without a transition: the interval is only
+        looked up again when the announced one differs from what was in force.
+        """
+        assert self.engine is not None
+        session, last_seen, interval = before
+        if (
+            last_seen is not None
+            and session == hb.session
+            and (hb.interval == interval or self._effective_interval(device_id) == interval)
+            and not last_seen_due(device_id, last_seen, wall, self._status_period)
+        ):
+            return
+        snap = self.engine.snapshot(device_id)
+        if snap is not None:
+            self._publish_status(snap)
+
+    def _effective_interval(self, device_id: str) -> float | None:
+        assert self.engine is not None
+        cadence = self.engine.cadence(device_id)
+        return None if cadence is None else cadence[2]
 
     def _minute(self, wall: float) -> datetime:
         # One datetime per minute instead of one per heartbeat.
@@ -192,6 +246,11 @@ class MonitorService:
     ) -> EventResult:
         assert self.engine is not None
         result = self.engine.presence(device_id, presence, now, wall, retained=retained)
+        if result.outcome is Outcome.RECONNECTED and not result.transitions:
+            # A new session of a device already online: its status names the old one.
+            snap = self.engine.snapshot(device_id)
+            if snap is not None:
+                self._publish_status(snap)
         self._apply(result.transitions)
         return result
 
@@ -203,6 +262,8 @@ class MonitorService:
         assert self.engine is not None
         for tr in transitions:
             self.counts[f"transition_{tr.new.value}"] += 1
+            if tr.old is None:
+                self._first_seen[tr.device_id] = tr.at_wall
             row = transition_row(tr)
             self.writer.put_transition(row)
             self.alerting.on_transition(tr, row.uid)
@@ -247,13 +308,29 @@ class MonitorService:
         while True:
             await asyncio.sleep(self.settings.flush_interval)
             self._drain_dirty()
+            assert self.engine is not None
+            if self._config_unseen is not None and self._warmed_up and not self.engine.warming_up:
+                self._push_unseen_configs()
+            self._status_period = refresh_period(
+                len(self.engine),
+                minimum=self.settings.status_refresh,
+                rate=self.settings.status_refresh_rate,
+            )
 
     def _drain_dirty(self) -> None:
         assert self.engine is not None
+        # Every device registered is dirty, so this drain covers all of them (one
+        # forgotten meanwhile leaves nothing behind).
+        first_seen, self._first_seen = self._first_seen, {}
         for snap in self.engine.drain_dirty():
             latest = self._latest.pop(snap.device_id, None)
             self.writer.put_device(
-                device_row(snap, latest.fw if latest else None, latest.metrics if latest else None)
+                device_row(
+                    snap,
+                    latest.fw if latest else None,
+                    latest.metrics if latest else None,
+                    first_seen=first_seen.get(snap.device_id),
+                )
             )
 
     async def _summary_loop(self) -> None:
@@ -321,15 +398,21 @@ class MonitorService:
     def _apply_config(self, classes: list[DeviceClass], snapshots: list[StoredDevice]) -> None:
         assert self.engine is not None
         now, wall = time.monotonic(), time.time()
-        self.engine.set_classes(self._policies(classes))
+        # Statuses to republish: the interval or class they show changed.
+        outdated = set(self.engine.set_classes(self._policies(classes)))
         by_class = {c.name: c.interval for c in classes}
         for snap in snapshots:
-            if self.engine.snapshot(snap.id) is None:
+            current = self.engine.snapshot(snap.id)
+            if current is None:
                 continue
+            if current.device_class != snap.class_name:
+                outdated.add(snap.id)
             self.engine.set_class(snap.id, snap.class_name)
             if self._overrides.get(snap.id) != snap.interval_override:
                 _set_sparse(self._overrides, snap.id, snap.interval_override)
                 self.engine.set_interval_override(snap.id, snap.interval_override)
+            if self._effective_interval(snap.id) != current.effective_interval:
+                outdated.add(snap.id)
             wanted = _wanted_interval(snap, by_class)
             if self._pushed.get(snap.id) != wanted:
                 _set_sparse(self._pushed, snap.id, wanted)
@@ -337,6 +420,10 @@ class MonitorService:
             if self._maintenance.get(snap.id, False) != snap.in_maintenance:
                 _set_sparse(self._maintenance, snap.id, snap.in_maintenance or None)
                 self._apply(self.engine.set_maintenance(snap.id, snap.in_maintenance, now, wall))
+        for device_id in outdated:
+            changed = self.engine.snapshot(device_id)
+            if changed is not None:
+                self._publish_status(changed)
         log.info("applied configuration changes")
 
     async def apply_config_change(
@@ -375,6 +462,62 @@ class MonitorService:
         payload = b"" if interval is None else encode_config(ConfigUpdate(interval))
         self.link.publish(self.topics.config(device_id), payload)
 
+    def config_message(self, device_id: str, payload: bytes, *, retained: bool) -> None:
+        """A message on a config topic: what the broker holds for a device, reconciled.
+
+        The broker replays every retained config when the monitor subscribes (at start
+        and after each reconnect), and that is what a device gets when it subscribes.
+        One the database does not want -- left by an earlier monitor or database, or
+        unreadable -- is rewritten with what it wants, or cleared. A message that is not
+        retained is a live copy of a publish (the monitor's own): nothing to check.
+        """
+        if not retained:
+            return
+        if self._config_unseen is not None:
+            self._config_unseen.discard(device_id)
+        wanted = self._pushed.get(device_id)
+        try:
+            held: float | None = decode_config(payload).interval if payload else None
+        except ProtocolError:
+            held = math.nan  # equal to nothing: rewritten (or cleared)
+        if held == wanted:
+            return
+        action = "cleared" if wanted is None else "rewritten"
+        self.counts[f"config_{action}"] += 1
+        log.debug(
+            "config of %s %s: the broker held %s, the database wants %s",
+            device_id,
+            action,
+            held,
+            wanted,
+        )
+        self._push_config(device_id, wanted)
+
+    def _push_unseen_configs(self) -> None:
+        """Warm-up is over: push the configs the database wants that the broker lacked.
+
+        By now the broker has replayed what it retained (the replay follows the
+        subscription, warm-up lasts at least an interval). A config pushed twice is
+        harmless: the device is told the interval it already has.
+        """
+        unseen, self._config_unseen = self._config_unseen or set(), None
+        pushed = 0
+        for device_id in unseen:
+            wanted = self._pushed.get(device_id)
+            if wanted is not None:
+                self._push_config(device_id, wanted)
+                pushed += 1
+        self.counts["config_pushed"] += pushed
+        reconciled = {k: self.counts[f"config_{k}"] for k in ("cleared", "rewritten")}
+        if pushed or any(reconciled.values()):
+            log.info(
+                "config topics reconciled with the database: %d cleared, %d rewritten, "
+                "%d pushed (missing on the broker)",
+                reconciled["cleared"],
+                reconciled["rewritten"],
+                pushed,
+            )
+
     # ------------------------------------------------------------ connection
 
     async def _on_connected(self) -> None:
@@ -408,16 +551,26 @@ class MonitorService:
 
     async def run(self) -> int:
         self.engine = await self._load()
-        self.ingest = Ingest(self.topics, self, logging.getLogger("clawbeat.ingest"))
-        offline = monitor_presence_payload("offline", since=time.time(), instance=self.instance)
+        self.ingest = Ingest(
+            self.topics, self, logging.getLogger("clawbeat.ingest"), config=self.config_message
+        )
+        # The will is fixed now, for every connection: it cannot say when it will fire.
+        will = monitor_presence_payload(
+            "offline", since=None, instance=self.instance, reason=OfflineReason.CONNECTION_LOST
+        )
         self.link = MqttLink(
             LinkOptions(
                 address=self.address,
                 client_id=self.settings.mqtt_client_id or self.address.username or "monitor",
                 keepalive=self.settings.mqtt_keepalive,
-                subscriptions=(self.topics.heartbeat_filter, self.topics.presence_filter),
+                # Config topics too: the retained ones are reconciled with the database.
+                subscriptions=(
+                    self.topics.heartbeat_filter,
+                    self.topics.presence_filter,
+                    self.topics.config_filter,
+                ),
                 will_topic=self.topics.monitor_presence,
-                will_payload=offline,
+                will_payload=will,
                 ca_file=str(self.settings.mqtt_ca_file) if self.settings.mqtt_ca_file else None,
                 cert_file=str(self.settings.mqtt_cert_file)
                 if self.settings.mqtt_cert_file
@@ -457,10 +610,10 @@ class MonitorService:
         failed = [t for t in done if t is not stop_wait and t.exception() is not None]
         for task in failed:
             log.error("task %s failed", task.get_name(), exc_info=task.exception())
-        await self._shutdown(tasks, offline)
+        await self._shutdown(tasks)
         return 1 if failed else 0
 
-    async def _shutdown(self, tasks: list[asyncio.Task[None]], offline: bytes) -> None:
+    async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
         log.info("stopping: flushing state and publishing monitor offline")
         assert self.link is not None
         for task in tasks:
@@ -470,6 +623,9 @@ class MonitorService:
         await self.alerting.close()  # held alerts decided and written, sends finished
         await self.link.flush(within=3)
         await self.writer.close()
+        offline = monitor_presence_payload(
+            "offline", since=time.time(), instance=self.instance, reason=OfflineReason.SHUTDOWN
+        )
         await self.link.stop(Outgoing(self.topics.monitor_presence, offline, retain=True))
         for task in tasks:
             task.cancel()

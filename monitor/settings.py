@@ -49,6 +49,12 @@ class MonitorSettings(BaseSettings):
         10.0, gt=0, le=60, description="how often per-minute heartbeat figures are written"
     )
     summary_interval: float = Field(5.0, gt=0, le=60)
+    status_refresh: float = Field(
+        60.0, gt=0, le=86_400, description="republish a beating device's status at most this often"
+    )
+    status_refresh_rate: float = Field(
+        1000.0, gt=0, description="status refreshes per second, fleet-wide, at most"
+    )
     tick_interval: float = Field(0.1, gt=0, le=1)
 
     # Alerting (monitor/alerts; docs/operations.md "Alerting").

@@ -66,7 +66,11 @@ def engine_snapshot(stored: StoredDevice) -> DeviceSnapshot:
 
 
 def device_row(
-    snap: DeviceSnapshot, fw: str | None, metrics: Mapping[str, Any] | None
+    snap: DeviceSnapshot,
+    fw: str | None,
+    metrics: Mapping[str, Any] | None,
+    *,
+    first_seen: float | None = None,
 ) -> DeviceRow:
     since = to_datetime(snap.since_wall)
     assert since is not None
@@ -83,6 +87,7 @@ def device_row(
         # row the database refuses is dropped (and costs its batch a row-by-row retry).
         fw=fw.replace("\x00", "\ufffd") if fw else fw,
         latest_metrics=metrics,
+        first_seen=to_datetime(first_seen),
     )
 
 

@@ -408,14 +408,22 @@ class LivenessEngine:
         self._rearm(dev)
         self._dirty.add(device_id)
 
-    def set_classes(self, classes: Mapping[str, Policy]) -> None:
-        """Replace every class policy; deadlines are recomputed (O(devices))."""
+    def set_classes(self, classes: Mapping[str, Policy]) -> list[str]:
+        """Replace every class policy; deadlines are recomputed (O(devices)).
+
+        Returns the devices whose effective interval changed (their status shows it).
+        """
         self._classes = _normalise_classes(classes)
+        changed: list[str] = []
         for dev in self._devices.values():
             policy = self._policy_for(dev.device_class)
             if policy is not dev.policy:
+                interval = self._interval(dev)
                 dev.policy = policy
                 self._rearm(dev)
+                if self._interval(dev) != interval:
+                    changed.append(dev.device_id)
+        return changed
 
     def forget(self, device_id: str) -> bool:
         """Stop tracking a device; returns False if it was not tracked."""

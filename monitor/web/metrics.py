@@ -116,6 +116,14 @@ class _LiveCollector(Collector):
         for state in State:
             transitions.add_metric([state.value], service.counts.get(f"transition_{state}", 0))
         yield transitions
+        configs = CounterMetricFamily(
+            "clawbeat_config_topics_reconciled",
+            "Retained config topics corrected to what the database wants, by action",
+            labels=["action"],
+        )
+        for action in ("cleared", "rewritten", "pushed"):
+            configs.add_metric([action], service.counts.get(f"config_{action}", 0))
+        yield configs
         yield from self._store(service)
         yield from self._alerts(service)
         yield _gauge(

@@ -202,6 +202,7 @@ class StoredDevice:
     announced_interval: float | None
     interval_override: float | None
     in_maintenance: bool
+    first_seen: datetime | None = None
 
 
 def _query(database_url: str, what: Callable[[AsyncSession], Awaitable[_T]]) -> _T:
@@ -245,6 +246,7 @@ def read_devices(database_url: str) -> dict[str, StoredDevice]:
                 d.announced_interval,
                 d.interval_override,
                 d.in_maintenance,
+                d.first_seen,
             )
             for d in rows
         }

@@ -173,6 +173,20 @@ def test_set_classes_recomputes_deadlines_and_unconfigured_classes_use_default()
     assert tick(engine, 91.0) == [(State.LATE, State.STALE, Reason.STOPPED_BEATING)]
 
 
+def test_set_classes_names_the_devices_whose_interval_changed() -> None:
+    engine = LivenessEngine()
+    beat(engine, 0.0, 1)  # announces 30 s, class default
+    beat(engine, 0.0, 0, device="d2")
+    engine.set_class("d2", "cameras")
+    engine.set_interval_override("d1", 5.0)
+    # The default class's grace only: no interval shown changes.
+    assert engine.set_classes({"default": Policy(grace=1.0)}) == []
+    # cameras now says 10 s: d2's interval changes; d1 keeps its override.
+    assert engine.set_classes({"cameras": Policy(interval=10.0)}) == ["d2"]
+    assert engine.set_classes({"cameras": Policy(interval=10.0, grace=3.0)}) == []
+    assert engine.set_classes({}) == ["d2"]
+
+
 def test_policy_change_never_lets_a_device_climb_back() -> None:
     engine = LivenessEngine()
     beat(engine, 0.0, 1)
