@@ -309,7 +309,12 @@ def test_quick_reconnect_is_not_marked_offline_by_the_old_will(
         ]
         latest = watch.latest(dev)
         assert latest is not None
-        assert (latest["state"], latest["session"]) == ("online", "S2")  # no new status
+        # No new state, but the status names the session now in force.
+        assert (latest["state"], latest["reason"], latest["session"]) == (
+            "online",
+            "presence-online",
+            "S3",
+        )
         assert monitor.running()
     finally:
         for client in clients:

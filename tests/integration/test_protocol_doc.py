@@ -11,11 +11,34 @@ from pathlib import Path
 import pytest
 
 from device_client import protocol
+from monitor.publish import monitor_presence_payload, status_payload, summary_payload
 from tests.harness.mosquitto import TestBroker
 from tests.mqtt_helpers import MqttProbe
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 BLOCK = re.compile(r"^\s*```(\w+)\n(.*?)^\s*```", re.MULTILINE | re.DOTALL)
+
+
+# What the monitor's own producers write, to compare the examples' fields with.
+_STATUS = status_payload(
+    device_id="d",
+    state="online",
+    since=0.0,
+    last_seen=None,
+    reason=None,
+    session=None,
+    interval=1.0,
+    device_class="default",
+)
+_MONITOR_PRESENCE = {
+    ("online", None): monitor_presence_payload("online", since=0.0, instance="m"),
+    ("offline", "shutdown"): monitor_presence_payload(
+        "offline", since=0.0, instance="m", reason="shutdown"
+    ),
+    ("offline", "connection-lost"): monitor_presence_payload(
+        "offline", since=None, instance="m", reason="connection-lost"
+    ),
+}
 
 
 def _blocks(lang: str) -> list[str]:
@@ -35,6 +58,8 @@ def test_json_examples_are_valid(body: str) -> None:
         hb = protocol.decode_heartbeat(raw)
         assert protocol.decode_heartbeat(protocol.encode_heartbeat(hb)) == hb
     elif "device" in obj:
+        # The fields the monitor writes, no more, no fewer.
+        assert set(obj) == set(json.loads(_STATUS))
         assert obj["state"] in {
             "unknown",
             "online",
@@ -45,8 +70,12 @@ def test_json_examples_are_valid(body: str) -> None:
             "maintenance",
         }
         protocol.validate_device_id(obj["device"])
-    elif "counts" in obj or "instance" in obj:
-        assert obj  # monitor payloads; their producers are tested with the monitor
+    elif "instance" in obj:
+        kind = (obj["state"], obj.get("reason"))
+        assert set(obj) == set(json.loads(_MONITOR_PRESENCE[kind]))
+        assert (obj["since"] is None) == (kind == ("offline", "connection-lost"))
+    elif "counts" in obj:
+        assert set(obj) == set(json.loads(summary_payload({"online": 1}, at=0.0)))
     elif "state" in obj:
         presence = protocol.decode_presence(raw)
         assert protocol.decode_presence(protocol.encode_presence(presence)) == presence
