@@ -73,8 +73,10 @@ def _presence_after(watch: StatusWatch, state: str, wall: float) -> None:
     topic = f"{ROOT}/monitor/presence"
 
     def match(body: dict[str, str]) -> bool:
+        if body["state"] != state or body["since"] is None:  # the will's since is null
+            return False
         since = datetime.fromisoformat(body["since"].replace("Z", "+00:00")).timestamp()
-        return body["state"] == state and since >= wall
+        return since >= wall
 
     watch.wait_for(lambda m: m.topic == topic and match(json.loads(m.payload)), 20)
 
