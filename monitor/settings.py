@@ -89,6 +89,12 @@ class MonitorSettings(BaseSettings):
     http_ready_max_lag: float = Field(
         30.0, gt=0, description="/health/ready fails when unwritten data is older than this"
     )
+    http_max_body: int = Field(
+        64 * 1024, ge=1024, le=16 * 1024 * 1024, description="largest request body, bytes"
+    )
+    http_body_timeout: float = Field(
+        10.0, gt=0, le=300, description="seconds a request body has to arrive in full"
+    )
 
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"

@@ -16,8 +16,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from monitor.alerts.errors import AlertingError
 from monitor.store.errors import DataRejected, StoreError
 from monitor.web import routes_alerts, routes_health, routes_manage, routes_read
-from monitor.web.auth import TokenVerifier
+from monitor.web.auth import Principal, TokenVerifier, authenticate
 from monitor.web.deps import DevicePath
+from monitor.web.guard import BodyGuard
+from monitor.web.ratelimit import FailureLimiter
 from monitor.web.routes_health import DatabaseProbe
 
 if TYPE_CHECKING:
@@ -100,6 +102,7 @@ def create_app(service: MonitorService) -> FastAPI:
     )
     app.state.service = service
     app.state.verifier = TokenVerifier(service.sessions)
+    app.state.auth_limiter = FailureLimiter()
     app.state.db_probe = DatabaseProbe()
 
     @app.exception_handler(RequestValidationError)
@@ -136,5 +139,16 @@ def create_app(service: MonitorService) -> FastAPI:
         return FileResponse(TEMPLATES_DIR / "device.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    async def check_token(token: str | None, host: str | None) -> Principal:
+        return await authenticate(app.state.verifier, app.state.auth_limiter, token, host)
+
+    # Added before the security headers, so its own answers carry them too.
+    app.add_middleware(
+        BodyGuard,
+        authenticate=check_token,
+        max_body=service.settings.http_max_body,
+        body_timeout=service.settings.http_body_timeout,
+    )
     app.add_middleware(_SecurityHeaders)
     return app

@@ -9,6 +9,12 @@ minute per token.
 No token, an unknown one or a revoked one: 401 with ``WWW-Authenticate: Bearer``. A
 ``read`` token on an admin endpoint: 403. The event stream may pass the token as the
 ``token`` query parameter, because browsers' EventSource cannot set headers.
+
+Wrong tokens are budgeted per client address (:mod:`monitor.web.ratelimit`): past the
+budget a client gets 429 with ``Retry-After`` and its tokens are not looked at until
+the budget refills. A request with a body is authenticated by
+:mod:`monitor.web.guard` before its body is read; the principal it found is handed to
+the dependencies here in the request's state, so the token is checked once.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from monitor.store import tokens
 from monitor.store.errors import StoreError
 from monitor.store.tokens import Scope
+from monitor.web.ratelimit import FailureLimiter, client_key
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -81,10 +88,20 @@ def _unauthorized(message: str) -> HTTPException:
     )
 
 
-async def _principal(request: Request, token: str | None) -> Principal:
+async def authenticate(
+    verifier: TokenVerifier, limiter: FailureLimiter, token: str | None, host: str | None
+) -> Principal:
+    """The token's principal; HTTPException 401, 429 or 503 otherwise."""
     if not token:
         raise _unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
-    verifier: TokenVerifier = request.app.state.verifier
+    client = client_key(host)
+    wait = limiter.retry_after(client, time.monotonic())
+    if wait is not None:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"too many wrong tokens from {client}: try again in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
     try:
         principal = await verifier.verify(token)
     except StoreError as exc:
@@ -93,8 +110,19 @@ async def _principal(request: Request, token: str | None) -> Principal:
             detail=f"cannot verify the token: database unavailable ({exc})",
         ) from exc
     if principal is None:
+        limiter.failed(client, time.monotonic())
         raise _unauthorized("invalid or revoked token")
     return principal
+
+
+async def _principal(request: Request, token: str | None) -> Principal:
+    # Already authenticated before its body was read (monitor/web/guard.py).
+    checked = getattr(request.state, "principal", None)
+    if isinstance(checked, Principal):
+        return checked
+    state = request.app.state
+    host = request.client.host if request.client is not None else None
+    return await authenticate(state.verifier, state.auth_limiter, token, host)
 
 
 async def read_access(

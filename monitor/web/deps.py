@@ -31,11 +31,14 @@ def _error(description: str) -> dict[str, Any]:
 READ_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     401: _error("Missing, unknown or revoked token"),
     422: _error("Invalid input; `errors` lists each problem"),
+    429: _error("Too many wrong tokens from this address; wait `Retry-After` seconds"),
     503: _error("The database is unavailable"),
 }
 ADMIN_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     **READ_ERRORS,
     403: _error("The token is read-only"),
+    408: _error("The request body did not arrive in time (CLAWBEAT_HTTP_BODY_TIMEOUT)"),
+    413: _error("The request body is too large (CLAWBEAT_HTTP_MAX_BODY)"),
 }
 NOT_FOUND: Final[dict[int | str, dict[str, Any]]] = {404: _error("No such device or class")}
 CONFLICT: Final[dict[int | str, dict[str, Any]]] = {409: _error("Conflicts with current state")}
