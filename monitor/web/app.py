@@ -18,6 +18,7 @@ from monitor.store.errors import DataRejected, StoreError
 from monitor.web import routes_alerts, routes_health, routes_manage, routes_read
 from monitor.web.auth import Principal, TokenVerifier, authenticate
 from monitor.web.deps import DevicePath
+from monitor.web.docs_ui import swagger_ui_dir
 from monitor.web.guard import BodyGuard
 from monitor.web.ratelimit import FailureLimiter
 from monitor.web.routes_health import DatabaseProbe
@@ -96,7 +97,7 @@ def create_app(service: MonitorService) -> FastAPI:
         title="clawbeat monitor API",
         version=__version__,
         description=DESCRIPTION,
-        docs_url="/api/docs",
+        docs_url=None,  # FastAPI's page needs a CDN and an inline script: ours is below
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
@@ -138,6 +139,11 @@ def create_app(service: MonitorService) -> FastAPI:
         del device_id  # the page's script reads it from the URL
         return FileResponse(TEMPLATES_DIR / "device.html", media_type="text/html")
 
+    @app.get("/api/docs", include_in_schema=False)
+    async def api_docs_page() -> FileResponse:
+        return FileResponse(TEMPLATES_DIR / "api-docs.html", media_type="text/html")
+
+    app.mount("/api/docs/assets", StaticFiles(directory=swagger_ui_dir()), name="swagger-ui")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     async def check_token(token: str | None, host: str | None) -> Principal:

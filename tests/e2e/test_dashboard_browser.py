@@ -254,3 +254,47 @@ def test_dashboard_shows_a_device_going_stale_without_a_reload(
     assert width <= 390, f"the fleet page is {width}px wide on a 390px screen"
     phone.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
     assert not errors, f"JavaScript errors: {errors}"
+
+
+def test_api_docs_render_from_the_monitor_itself_under_its_csp(
+    monitor: MonitorProcess, browser: Browser
+) -> None:
+    url = _dashboard_url(monitor)
+    created = json.loads(
+        monitor.cli("token", "create", "--scope", "read", "--name", "docs", "--json").stdout
+    )
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"error: {exc}"))
+    page.on(
+        "console",
+        lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None,
+    )
+    origins: set[str] = set()
+    page.on("request", lambda request: origins.add(request.url.split("/")[2]))
+    # Signed in on the dashboard before: the docs page uses the same token.
+    page.goto(url + "/")
+    page.evaluate(f"localStorage.setItem('clawbeat.token', {json.dumps(created['token'])})")
+    response = page.goto(url + "/api/docs")
+    assert response is not None
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+
+    operations = page.locator(".opblock")
+    expect(operations.first).to_be_visible(timeout=15_000)
+    assert operations.count() >= 25, operations.count()
+    expect(page.locator(".information-container")).to_contain_text("clawbeat monitor API")
+    expect(page.locator("#swagger-ui")).to_contain_text("/api/devices/{device_id}")
+
+    # "Try it out" on GET /api/me answers with the token's identity.
+    me = page.locator(".opblock-get", has=page.locator('[data-path="/api/me"]'))
+    me.locator(".opblock-summary").click()
+    me.locator("button.try-out__btn").click()
+    me.locator("button.execute").click()
+    expect(me.locator(".responses-wrapper .live-responses-table")).to_contain_text(
+        '"scope": "read"', timeout=10_000
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "api-docs.png"))
+    host = url.split("/")[2]
+    assert origins == {host}, f"the docs page reached beyond the monitor: {origins}"
+    assert not problems, problems
