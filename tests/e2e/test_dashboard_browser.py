@@ -14,9 +14,11 @@ import math
 import re
 import shutil
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
@@ -155,9 +157,9 @@ def _dashboard_url(monitor: MonitorProcess) -> str:
     return url
 
 
-def _beat(shell: subprocess.Popen[bytes], seq: int, session: str) -> None:
+def _beat(shell: subprocess.Popen[bytes], seq: int, session: str, *, interval: float = 0.5) -> None:
     assert shell.stdin is not None
-    line = json.dumps({"seq": seq, "session": session, "interval": 0.5, "fw": "pump-2.1"})
+    line = json.dumps({"seq": seq, "session": session, "interval": interval, "fw": "pump-2.1"})
     shell.stdin.write(line.encode() + b"\n")
     shell.stdin.flush()
 
@@ -298,3 +300,78 @@ def test_api_docs_render_from_the_monitor_itself_under_its_csp(
     host = url.split("/")[2]
     assert origins == {host}, f"the docs page reached beyond the monitor: {origins}"
     assert not problems, problems
+
+
+def _api(url: str, token: str, path: str) -> Any:
+    request = urllib.request.Request(url + path, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+_SHOWS_AT_LEAST = """([selector, at]) => {
+  const node = document.querySelector(selector);
+  return !!node && Date.parse(node.getAttribute("data-ago")) >= at;
+}"""
+
+
+def test_last_seen_stays_current_while_a_device_keeps_beating(
+    broker: TestBroker, monitor: MonitorProcess, spawned: Spawned, browser: Browser
+) -> None:
+    """A device that beats and never changes state: its "last seen" follows each beat.
+
+    The event stream carries transitions only, so before the pages asked the engine for
+    the rows they show, the fleet table kept the last_seen it loaded with ("1m 0s ago"
+    a minute later) and the device page refreshed it every 10 s.
+    """
+    url = _dashboard_url(monitor)
+    token = json.loads(
+        monitor.cli("token", "create", "--scope", "admin", "--name", "e2e", "--json").stdout
+    )["token"]
+    pump = "pump-9"
+    broker.add_device(pump)
+    shell = spawned.shell_device(pump, "s1")
+    seq = 0
+    # A long interval: the device stays online between the beats this test sends, so no
+    # transition (and no event) ever tells the page about them.
+    _beat(shell, seq, "s1", interval=300)
+
+    def last_seen() -> str | None:
+        items = _api(url, token, f"/api/live?id={pump}")["items"]
+        return items[0]["last_seen"] if items else None
+
+    wait_until(last_seen, 10, what=f"{pump} tracked")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    _sign_in(page, url, token)
+    row = page.locator(f'#devices tr[data-id="{pump}"]')
+    expect(row.locator(".badge")).to_have_text("online", timeout=10_000)
+    page.evaluate("window.__noReload = 'still here'")
+
+    def follows(selector: str, rounds: int) -> None:
+        nonlocal seq
+        for _ in range(rounds):
+            before = last_seen()
+            seq += 1
+            _beat(shell, seq, "s1", interval=300)
+
+            def newer(before: str | None = before) -> str | None:
+                now_seen = last_seen()
+                return now_seen if now_seen != before else None
+
+            seen = wait_until(newer, 10, what="the monitor to receive the beat")
+            # Browsers parse times to whole milliseconds.
+            at_ms = math.floor(datetime.fromisoformat(seen).timestamp() * 1000)
+            # The pages poll every second; 5 s is room for a loaded machine, and half
+            # the device page's old 10-second refresh.
+            page.wait_for_function(_SHOWS_AT_LEAST, arg=[selector, at_ms], timeout=5_000)
+            assert page.evaluate("window.__noReload") == "still here", "the page reloaded"
+
+    follows(f'#devices tr[data-id="{pump}"] td.seen', 3)
+    expect(row.locator("td.seen")).to_have_text(re.compile(r"just now|^[0-9]s ago"))
+
+    page.click(f'#devices tr[data-id="{pump}"] a')
+    expect(page.locator("#device-state .badge")).to_have_text("online")
+    page.evaluate("window.__noReload = 'still here'")
+    follows('#facts [data-fact="last_seen"]', 4)
+    assert not errors, f"JavaScript errors: {errors}"

@@ -36,6 +36,8 @@ READ_PATHS = [
     "/api/channels",
     "/api/rules",
     "/api/mutes",
+    "/api/live?id=x",
+    "/api/transitions",
 ]
 WRITES = [
     ("PATCH", "/api/devices/x", {"maintenance": True}),

@@ -6,6 +6,10 @@ const STATES = ["online", "late", "stale", "offline", "lost", "unknown", "mainte
 
 const cb = {
   me: null,
+  // The monitor's clock minus this browser's (ms), from the live polls: ages ("3s ago")
+  // are the monitor's view, whatever this computer's clock says.
+  skew: 0,
+  now() { return Date.now() + cb.skew; },
 
   token() { return localStorage.getItem(TOKEN_KEY) || ""; },
   setToken(value) {
@@ -96,10 +100,33 @@ const cb = {
     open();
   },
 
+  /* Live figures of the devices a page shows, every `every` ms while the page is visible.
+   * The event stream carries transitions only, so a device that keeps beating would
+   * otherwise keep the last_seen the page loaded with. ids() -> ids; apply(items). */
+  follow(ids, apply, every = 1000) {
+    let busy = false;
+    const poll = async () => {
+      const wanted = ids();
+      if (busy || document.hidden || !wanted.length) return;
+      busy = true;
+      try {
+        const query = new URLSearchParams(wanted.slice(0, 200).map((id) => ["id", id]));
+        const sent = Date.now();
+        const live = await cb.api("/api/live?" + query);
+        const back = Date.now();
+        cb.skew = Date.parse(live.at) - (sent + back) / 2;
+        apply(live.items);
+      } catch (e) { /* the next poll tries again; the live pill shows a lost monitor */ }
+      finally { busy = false; }
+    };
+    setInterval(poll, every);
+    poll();
+  },
+
   /* ---- formatting ---- */
   ago(iso) {
     if (!iso) return "never";
-    const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+    const s = Math.max(0, (cb.now() - Date.parse(iso)) / 1000);
     if (s < 1) return "just now";
     if (s < 60) return Math.floor(s) + "s ago";
     if (s < 3600) return Math.floor(s / 60) + "m " + Math.floor(s % 60) + "s ago";

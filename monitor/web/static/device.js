@@ -22,12 +22,12 @@ function renderDevice(d) {
   const interval = cb.seconds(d.interval) +
     (d.interval_override !== null ? " · override" : d.announced_interval !== null ? " · announced" : "");
   document.getElementById("facts").replaceChildren(
-    fact("in state since", cb.ago(d.since), { "data-ago": d.since, title: cb.when(d.since) }),
-    fact("last heartbeat", cb.ago(d.last_seen), { "data-ago": d.last_seen || "", title: cb.when(d.last_seen) }),
+    fact("in state since", cb.ago(d.since), { "data-ago": d.since, "data-fact": "since", title: cb.when(d.since) }),
+    fact("last heartbeat", cb.ago(d.last_seen), { "data-ago": d.last_seen || "", "data-fact": "last_seen", title: cb.when(d.last_seen) }),
     fact("expected interval", interval),
     fact("class", d.class),
-    fact("session", d.session || "—", { class: "mono" }),
-    fact("last seq", d.last_seq === null ? "—" : d.last_seq),
+    fact("session", d.session || "—", { class: "mono", "data-fact": "session" }),
+    fact("last seq", d.last_seq === null ? "—" : d.last_seq, { "data-fact": "last_seq" }),
     fact("firmware", d.fw || "—"),
     fact("tags", (d.tags || []).join(", ") || "—"),
     fact("first seen", cb.when(d.first_seen)),
@@ -50,6 +50,27 @@ function renderDevice(d) {
   if (document.activeElement !== tags) tags.value = (d.tags || []).join(", ");
   document.getElementById("class").value = d.class;
   document.getElementById("maintenance").textContent = d.maintenance ? "End maintenance" : "Start maintenance";
+}
+
+/* Between full refreshes, the live engine's figures every second (cb.follow). */
+function applyLive(items) {
+  const d = items.find((item) => item.id === deviceId);
+  if (!d || !device) return;
+  const fact = (name) => document.querySelector(`#facts [data-fact="${name}"]`);
+  const ago = (node, iso) => {
+    if (!node || (node.getAttribute("data-ago") || "") === (iso || "")) return;
+    node.setAttribute("data-ago", iso || ""); node.title = cb.when(iso); node.textContent = cb.ago(iso);
+  };
+  ago(fact("since"), d.since);
+  ago(fact("last_seen"), d.last_seen);
+  const session = fact("session"); if (session) session.textContent = d.session || "—";
+  const seq = fact("last_seq"); if (seq) seq.textContent = d.last_seq === null ? "—" : d.last_seq;
+  const badge = document.querySelector("#device-state .badge");
+  if (!badge || badge.dataset.state !== d.state) {
+    document.getElementById("device-state").replaceChildren(cb.badge(d.state, true));
+    document.getElementById("device-reason").textContent = d.reason ? "(" + d.reason + ")" : "";
+    refreshSoon();  // a new state: the timeline and uptime change too
+  }
 }
 
 function renderTimeline(items) {
@@ -202,7 +223,8 @@ async function main() {
   });
   cb.tickAges();
   await Promise.all([refresh(), refreshCharts()]);
-  setInterval(refresh, 10000);
+  cb.follow(() => [deviceId], applyLive);
+  setInterval(refresh, 10000);  // metrics, uptime and the rest
   setInterval(refreshCharts, 20000);
 }
 

@@ -97,17 +97,37 @@ async function refreshTable() {
 }
 const refreshTableSoon = cb.debounce(refreshTable, 1500);
 
+/* Keep the rows shown current (state, since, last seen) from the live engine. */
+function shownIds() {
+  return [...document.querySelectorAll("#devices tbody tr[data-id]")].map((row) => row.dataset.id);
+}
+
+function setAgo(cell, iso) {
+  if (!cell || (cell.getAttribute("data-ago") || "") === (iso || "")) return;
+  cell.setAttribute("data-ago", iso || "");
+  cell.title = cb.when(iso);
+  cell.textContent = cb.ago(iso);
+}
+
+function applyLive(items) {
+  for (const d of items) {
+    const row = document.querySelector(`#devices tr[data-id="${CSS.escape(d.id)}"]`);
+    if (!row) continue;
+    const badge = row.querySelector("td.state .badge");
+    if (!badge || badge.dataset.state !== d.state) row.querySelector("td.state").replaceChildren(cb.badge(d.state));
+    setAgo(row.querySelector("td.since"), d.since);
+    setAgo(row.querySelector("td.seen"), d.last_seen);
+  }
+}
+
 /* A transition updates its row in place at once; the page is refetched shortly after. */
 function applyTransition(ev) {
   const row = document.querySelector(`#devices tr[data-id="${CSS.escape(ev.device)}"]`);
   if (row) {
     row.querySelector("td.state").replaceChildren(cb.badge(ev.new));
     const since = row.querySelector("td.since");
-    since.setAttribute("data-ago", ev.at); since.textContent = cb.ago(ev.at);
-    if (ev.last_seen) {
-      const seen = row.querySelector("td.seen");
-      seen.setAttribute("data-ago", ev.last_seen); seen.textContent = cb.ago(ev.last_seen);
-    }
+    setAgo(since, ev.at);
+    if (ev.last_seen) setAgo(row.querySelector("td.seen"), ev.last_seen);
     row.classList.remove("flash"); void row.offsetWidth; row.classList.add("flash");
   }
   const feed = document.getElementById("feed");
@@ -193,6 +213,7 @@ async function main() {
   });
   cb.tickAges();
   await Promise.all([loadFilterOptions(), refreshTable(), refreshCharts()]);
+  cb.follow(shownIds, applyLive);
   setInterval(refreshCharts, view.range === "1h" ? 20000 : 120000);
 }
 
