@@ -81,6 +81,70 @@ def channel_view(channel: Channel) -> ChannelView:
     )
 
 
+_URL_PARTS: Final = re.compile(r"[/:@?&=#,+]+")
+
+
+def redact_error(text: str | None, url: str | None) -> str | None:
+    """A delivery error with the channel URL's secrets masked, as :func:`redact` does.
+
+    Errors often quote the URL a plugin called (a Telegram bot token sits in its path).
+    The secrets are the parts of the URL that its redacted form leaves out.
+    """
+    if text is None or url is None:
+        return text
+    shown = redact(url)
+    secrets = {p for p in _URL_PARTS.split(url) if len(p) >= 4 and p not in shown}
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "****")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryView:
+    id: int
+    alert_id: int
+    channel: str
+    event: str
+    title: str
+    state: str
+    attempts: int
+    next_attempt_at: datetime
+    created_at: datetime
+    sent_at: datetime | None
+    last_error: str | None
+    """Redacted like channel URLs (:func:`redact_error`)."""
+
+
+async def list_delivery_views(
+    session: AsyncSession, *, state: str | None = None, limit: int = 50
+) -> list[DeliveryView]:
+    """Deliveries, newest first, as they may be shown (errors redacted)."""
+    rows = await repository.list_deliveries(session, state=state, limit=limit)
+    urls = {c.name: c.url for c in await repository.list_channels(session)}
+    return [
+        DeliveryView(
+            d.id,
+            d.alert_id,
+            d.channel,
+            d.event,
+            d.title,
+            d.state,
+            d.attempts,
+            d.next_attempt_at,
+            d.created_at,
+            d.sent_at,
+            _shown_error(d.last_error, urls.get(d.channel)),
+        )
+        for d in rows
+    ]
+
+
+def _shown_error(text: str | None, url: str | None) -> str | None:
+    if text is not None and url is None:
+        return "(not shown: its channel was removed, so its secrets cannot be masked)"
+    return redact_error(text, url)
+
+
 async def add_channel(
     session: AsyncSession,
     *,

@@ -135,6 +135,10 @@ def create_app(service: MonitorService) -> FastAPI:
     async def fleet_page() -> FileResponse:
         return FileResponse(TEMPLATES_DIR / "fleet.html", media_type="text/html")
 
+    @app.get("/alerts", include_in_schema=False)
+    async def alerts_page() -> FileResponse:
+        return FileResponse(TEMPLATES_DIR / "alerts.html", media_type="text/html")
+
     @app.get("/devices/{device_id}", include_in_schema=False)
     async def device_page(device_id: DevicePath) -> FileResponse:
         del device_id  # the page's script reads it from the URL

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, Path, Request
+from pydantic import AfterValidator
 
 from monitor.service import MonitorService
 from monitor.web.schemas import ID_PATTERN, ErrorOut
@@ -17,9 +18,25 @@ def _service(request: Request) -> MonitorService:
 
 Service = Annotated[MonitorService, Depends(_service)]
 
+# Browsers (and most HTTP clients) remove "." and ".." path segments, percent-encoded
+# or not, so a device with such an id could not be reached at /devices/.. at all. A
+# leading "~" (never part of an id) is dropped: /devices/~.. is device "..".
+DEVICE_PATH_PATTERN: Final = r"^~?[A-Za-z0-9._-]{1,64}$"
+
+
+def _unescape_device_id(value: str) -> str:
+    return value.removeprefix("~")
+
+
 DevicePath = Annotated[
     str,
-    Path(pattern=ID_PATTERN, description="Device id (1-64 of A-Z a-z 0-9 . _ -)"),
+    Path(
+        pattern=DEVICE_PATH_PATTERN,
+        description="Device id (1-64 of A-Z a-z 0-9 . _ -). A leading `~` is dropped, so "
+        "the ids `.` and `..`, which URL normalisation removes from paths, are written "
+        "`~.` and `~..`.",
+    ),
+    AfterValidator(_unescape_device_id),
 ]
 ClassPath = Annotated[str, Path(pattern=ID_PATTERN, description="Class name")]
 

@@ -56,6 +56,20 @@ class AlertOut(OutModel):
     snoozed_until: datetime | None
 
 
+class DeliveryOut(OutModel):
+    id: int
+    alert_id: int
+    channel: str
+    event: str = Field(description="What it announces: down, repeat, escalated, recovered, ...")
+    title: str
+    state: str = Field(description="pending (queued or retrying), sending, sent, failed (gave up)")
+    attempts: int
+    next_attempt_at: datetime
+    created_at: datetime
+    sent_at: datetime | None
+    last_error: str | None = Field(description="Why the last attempt failed; secrets masked")
+
+
 class ChannelOut(OutModel):
     name: str
     url: str = Field(description="Redacted: passwords and tokens masked")
@@ -206,6 +220,39 @@ async def acknowledge(service: Service, principal: Admin, alert_id: IdPath) -> A
         )
         await session.commit()
     return _alert(alert)
+
+
+@router.get(
+    "/deliveries",
+    response_model=list[DeliveryOut],
+    responses=READ_ERRORS,
+    summary="Notifications sent or to be sent to channels, newest first",
+)
+async def list_deliveries(
+    *,
+    service: Service,
+    _: Reader,
+    state: Annotated[Literal["pending", "sending", "sent", "failed"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1_000)] = 50,
+) -> list[DeliveryOut]:
+    async with service.sessions() as session:
+        views = await alerts.list_delivery_views(session, state=state, limit=limit)
+    return [
+        DeliveryOut(
+            id=v.id,
+            alert_id=v.alert_id,
+            channel=v.channel,
+            event=v.event,
+            title=v.title,
+            state=v.state,
+            attempts=v.attempts,
+            next_attempt_at=v.next_attempt_at,
+            created_at=v.created_at,
+            sent_at=v.sent_at,
+            last_error=v.last_error,
+        )
+        for v in views
+    ]
 
 
 # --- channels -------------------------------------------------------------------------

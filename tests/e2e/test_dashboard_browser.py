@@ -9,11 +9,13 @@ screenshots to ``test-artifacts/`` for people to look at.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
 import shutil
 import subprocess
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,6 +27,7 @@ from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwrig
 
 from monitor.store import repository
 from monitor.store.rows import RollupRow
+from tests.harness.alert_sinks import WebhookSink
 from tests.harness.db_fixtures import open_store
 from tests.harness.monitor import MonitorProcess, Spawned, StatusWatch, wait_until
 from tests.harness.mosquitto import TestBroker
@@ -308,6 +311,13 @@ def _api(url: str, token: str, path: str) -> Any:
         return json.load(response)
 
 
+def _stored_device(url: str, token: str, device: str) -> bool:
+    try:
+        return bool(_api(url, token, "/api/devices/~" + device).get("first_seen"))
+    except urllib.error.HTTPError:
+        return False
+
+
 _SHOWS_AT_LEAST = """([selector, at]) => {
   const node = document.querySelector(selector);
   return !!node && Date.parse(node.getAttribute("data-ago")) >= at;
@@ -374,4 +384,185 @@ def test_last_seen_stays_current_while_a_device_keeps_beating(
     expect(page.locator("#device-state .badge")).to_have_text("online")
     page.evaluate("window.__noReload = 'still here'")
     follows('#facts [data-fact="last_seen"]', 4)
+    assert not errors, f"JavaScript errors: {errors}"
+
+
+ALERTING = {
+    **FAST,
+    "storm_window": 1.5,
+    "alert_poll_interval": 0.2,
+    "alert_retry_base": 0.3,
+    "alert_retry_cap": 1,
+    "alert_max_attempts": 2,
+    "alert_send_timeout": 5,
+    "repeat_every": 0,
+    "escalate_after": 0,
+}
+
+
+@pytest.fixture
+def alerting_monitor(
+    broker: TestBroker, database_url: str, tmp_path: Path
+) -> Iterator[MonitorProcess]:
+    proc = MonitorProcess(broker, database_url, tmp_path / "monitor.log", **ALERTING)
+    watch = StatusWatch(broker)
+    try:
+        proc.start(probe=watch)
+    finally:
+        watch.close()
+    yield proc
+    proc.stop()
+
+
+def _overflowing(page: Page, container: str, figure: str) -> list[str]:
+    """Figures in ``container`` wider than their card, or cards sticking out of it."""
+    found: list[str] = page.evaluate(
+        """([container, figure]) => {
+             const box = document.querySelector(container).getBoundingClientRect();
+             return [...document.querySelectorAll(container + " " + figure)].filter((node) => {
+               const card = node.parentElement.getBoundingClientRect();
+               return node.scrollWidth > node.clientWidth + 1 || card.right > box.right + 1
+                 || card.left < box.left - 1;
+             }).map((node) => node.textContent);
+           }""",
+        [container, figure],
+    )
+    return found
+
+
+def test_alerts_page_events_on_load_and_uptime_cards(
+    broker: TestBroker, alerting_monitor: MonitorProcess, spawned: Spawned, browser: Browser
+) -> None:
+    monitor = alerting_monitor
+    url = _dashboard_url(monitor)
+
+    def token(scope: str) -> str:
+        made = monitor.cli("token", "create", "--scope", scope, "--name", f"e2e-{scope}", "--json")
+        value: str = json.loads(made.stdout)["token"]
+        return value
+
+    admin, reader = token("admin"), token("read")
+    hooks = WebhookSink()
+    hooks.start()
+    try:
+        monitor.cli("channels", "add", "ops-hook", hooks.url("/ops"))
+        # Nothing listens on port 9: every attempt fails, and after two it gives up.
+        monitor.cli("channels", "add", "dead-hook", "json://user:hunter22@127.0.0.1:9/x")
+        pump, steady = "pump-3", "steady-1"
+        broker.add_device(pump)
+        broker.add_device(steady)
+        pump_shell = spawned.shell_device(pump, "s1")
+        steady_shell = spawned.shell_device(steady, "s1")
+        _beat(steady_shell, 0, "s1", interval=300)
+        for seq in range(3):
+            _beat(pump_shell, seq, "s1")
+        # The pump falls silent: late, stale, and a critical alert to both channels.
+        hooks.wait(lambda h: pump in h.title, timeout=30)
+
+        def dead_given_up() -> bool:
+            rows = _api(url, admin, "/api/deliveries")
+            return any(d["channel"] == "dead-hook" and d["state"] == "failed" for d in rows)
+
+        wait_until(dead_given_up, 30, what="the dead channel to give up")
+
+        # The fleet page opens with the transitions that already happened.
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        _sign_in(page, url, admin)
+        feed = page.locator("#feed")
+        expect(feed.locator(f'li:has(a:text-is("{pump}")) [data-state="stale"]')).to_have_count(1)
+        expect(feed.locator(f'li:has(a:text-is("{steady}"))')).to_have_count(1)
+        expect(feed).not_to_contain_text("Loading")
+        expect(page.locator("#alerts-link .n")).to_have_text("1", timeout=10_000)
+
+        # The alerts page: the open alert, its deliveries, acknowledgement.
+        page.click("#alerts-link")
+        row = page.locator("#open-alerts tbody tr", has_text=pump)
+        expect(row).to_have_count(1)
+        expect(row.locator("[data-severity]")).to_have_text("critical")
+        expect(row.locator("[data-state]")).to_have_text("stale")
+        expect(row).to_contain_text("ago")
+        deliveries = page.locator("#deliveries tbody")
+        expect(deliveries.locator("tr", has_text="ops-hook").first).to_contain_text("sent")
+        dead = deliveries.locator("tr", has_text="dead-hook").first
+        expect(dead.locator("[data-delivery]")).to_have_text("failed")
+        expect(dead.locator("td.error")).not_to_be_empty()
+        expect(deliveries).not_to_contain_text("hunter22")  # channel secrets stay hidden
+        button = row.locator("button[data-ack]")
+        expect(button).to_be_enabled()
+        button.click()
+        expect(page.locator("#ack-msg")).to_contain_text("acknowledged")
+        expect(row.locator("td.ack")).to_contain_text("by api:e2e-admin")
+        page.screenshot(path=str(ARTIFACTS / "alerts.png"), full_page=True)
+        (stored,) = _api(url, admin, "/api/alerts?status=open")
+        assert stored["acknowledged_by"] == "api:e2e-admin"
+
+        # A read token sees the page but cannot acknowledge.
+        read_page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        read_page.goto(url + "/")
+        read_page.evaluate(f"localStorage.setItem('clawbeat.token', {json.dumps(reader)})")
+        read_page.goto(url + "/alerts")
+        expect(read_page.locator("#admin-note")).to_contain_text("admin token")
+        expect(read_page.locator("#open-alerts tbody tr", has_text=pump)).to_contain_text(
+            "by api:e2e-admin"
+        )
+
+        # Uptime cards: "100.00%" fits its card at every width.
+        page.goto(url + "/devices/" + steady)
+        expect(page.locator("#uptime .pct").first).to_have_text("100.00%")
+        for width in (1400, 1000, 901, 390):
+            page.set_viewport_size({"width": width, "height": 1000})
+            page.wait_for_timeout(100)
+            assert not _overflowing(page, "#uptime", ".pct"), f"uptime overflows at {width}px"
+        assert not errors, f"JavaScript errors: {errors}"
+    finally:
+        hooks.stop()
+
+
+def test_devices_named_dot_and_dot_dot_open_from_the_dashboard(
+    broker: TestBroker, monitor: MonitorProcess, spawned: Spawned, browser: Browser
+) -> None:
+    # Browsers drop "." and ".." path segments (percent-encoded too), so links to
+    # /devices/.. used to open the fleet page, and the device page's API calls failed.
+    url = _dashboard_url(monitor)
+    token = json.loads(
+        monitor.cli("token", "create", "--scope", "admin", "--name", "e2e", "--json").stdout
+    )["token"]
+    shells = {}
+    for device in (".", ".."):
+        broker.add_device(device)
+        shells[device] = spawned.shell_device(device, "s1")
+        _beat(shells[device], 0, "s1", interval=300)
+    for device in (".", ".."):
+        # The page changes the device below, which needs its row (one flush after it beat).
+        wait_until(
+            functools.partial(_stored_device, url, token, device),
+            10,
+            what=f"device {device!r} stored",
+        )
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    _sign_in(page, url, token)
+    for device in (".", ".."):
+        page.goto(url + "/")
+        link = page.locator(f'#devices tr[data-id="{device}"] a')
+        expect(link).to_have_text(device, timeout=10_000)
+        link.click()
+        expect(page.locator("#device-id")).to_have_text(device)
+        expect(page.locator("#device-state .badge")).to_have_text("online")
+        expect(page.locator('#facts [data-fact="session"]')).to_have_text("s1")
+        expect(page.locator("#timeline")).to_contain_text("first-seen")
+        expect(page.locator("#load-error")).to_be_empty()
+        # A change from the page reaches that device, not another path.
+        page.fill("#tags", f"dots-{len(device)}")
+        page.click("#set-tags")
+        expect(page.locator("#manage-msg")).to_contain_text("tags saved")
+        stored = _api(url, token, "/api/devices/~" + device)
+        assert stored["id"] == device
+        assert stored["tags"] == [f"dots-{len(device)}"]
+        # Its last heartbeat follows the device (GET /api/live with the id in the query).
+        _beat(shells[device], 1, "s1", interval=300)
+        expect(page.locator('#facts [data-fact="last_seq"]')).to_have_text("1", timeout=5_000)
     assert not errors, f"JavaScript errors: {errors}"

@@ -98,3 +98,51 @@ async def test_alerts_channels_rules_and_mutes(broker: TestBroker, database_url:
             text = (await anonymous.get("/metrics")).text
         assert "clawbeat_alerts_opened_total 1.0" in text
         assert "clawbeat_notifications_failed_total" in text
+
+
+async def test_deliveries_list_states_with_secrets_masked(
+    broker: TestBroker, database_url: str
+) -> None:
+    # A Telegram-style channel whose error quotes the URL path holding its bot token.
+    async with (
+        running_monitor(
+            broker,
+            database_url,
+            storm_window=0.3,
+            alert_poll_interval=0.2,
+            alert_retry_base=0.2,
+            alert_retry_cap=0.5,
+            alert_max_attempts=2,
+        ) as monitor,
+        monitor.admin() as admin,
+        monitor.reader() as reader,
+    ):
+        url = "json://bot:hunter22-token@127.0.0.1:9/bot1234:hunter22-token/send"
+        put = await admin.put("/api/channels/dead", json={"url": url})
+        assert put.status_code == 200, put.text
+        device = FakeDevice(broker, "pump-6")
+        try:
+            await device.beat(interval=0.2)
+
+            async def given_up() -> list[dict[str, Any]] | None:
+                response = await reader.get("/api/deliveries", params={"state": "failed"})
+                assert response.status_code == 200, response.text
+                rows: list[dict[str, Any]] = response.json()
+                return rows or None
+
+            (row,) = await wait_for(given_up, 30, what="the delivery to give up")
+        finally:
+            device.close()
+        assert row["channel"] == "dead"
+        assert row["event"] == "down"
+        assert row["attempts"] == 2
+        assert row["sent_at"] is None
+        assert row["last_error"]
+        everything = (await reader.get("/api/deliveries")).text
+        assert "hunter22" not in everything
+        assert (await reader.get("/api/deliveries", params={"state": "sent"})).json() == []
+        assert (await reader.get("/api/deliveries", params={"state": "x"})).status_code == 422
+        # The channel removed, its secrets cannot be masked: the error is not shown.
+        assert (await admin.delete("/api/channels/dead")).status_code == 204
+        (after,) = (await reader.get("/api/deliveries")).json()
+        assert "not shown" in after["last_error"]

@@ -38,6 +38,7 @@ READ_PATHS = [
     "/api/mutes",
     "/api/live?id=x",
     "/api/transitions",
+    "/api/deliveries",
 ]
 WRITES = [
     ("PATCH", "/api/devices/x", {"maintenance": True}),

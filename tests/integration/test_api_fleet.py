@@ -1,4 +1,4 @@
-"""Endpoints that keep dashboards current: /api/live and /api/transitions."""
+"""Endpoints that keep dashboards current (/api/live, /api/transitions); dot ids in paths."""
 
 from __future__ import annotations
 
@@ -63,3 +63,44 @@ async def test_live_follows_every_heartbeat_and_transitions_list_the_fleet(
     finally:
         pump.close()
         fan.close()
+
+
+async def test_dot_ids_are_reached_with_a_leading_tilde(
+    broker: TestBroker, monitor_api: RunningMonitor
+) -> None:
+    # httpx, like browsers, removes "." and ".." segments: /api/devices/.. is /api.
+    dot, dots = FakeDevice(broker, "."), FakeDevice(broker, "..")
+    try:
+        await dot.beat(interval=60)
+        await dots.beat(interval=60)
+        async with monitor_api.admin() as admin:
+
+            async def tracked() -> bool:
+                found = (await admin.get("/api/live", params=[("id", "."), ("id", "..")])).json()
+                return len(found["items"]) == 2
+
+            await wait_for(tracked, what="both dot devices tracked")
+
+            async def stored() -> bool:
+                # A change needs the device's row, written one flush window after it is seen.
+                rows = [(await admin.get(f"/api/devices/~{d}")).json() for d in (".", "..")]
+                return all(row.get("first_seen") for row in rows)
+
+            await wait_for(stored, what="both dot devices stored")
+            for device in (".", ".."):
+                got = await admin.get(f"/api/devices/~{device}")
+                assert got.status_code == 200, got.text
+                assert got.json()["id"] == device
+                path = f"/api/devices/~{device}"
+                assert (await admin.get(path + "/transitions")).json()["total"] >= 1
+                patched = await admin.patch(path, json={"tags": ["dots"]})
+                assert patched.status_code == 200, patched.text
+                assert patched.json()["id"] == device
+            # Any id may carry the tilde; it is never part of one.
+            assert (await admin.get("/api/devices/~nobody")).status_code == 404
+            assert (await admin.get("/api/devices/~~x")).status_code == 422
+            pumps = await admin.get("/api/devices", params={"tag": "dots"})
+            assert sorted(d["id"] for d in pumps.json()["items"]) == [".", ".."]
+    finally:
+        dot.close()
+        dots.close()

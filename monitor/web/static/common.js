@@ -123,6 +123,28 @@ const cb = {
     poll();
   },
 
+  /* A device id as a URL path segment. Browsers drop "." and ".." segments (encoded or
+   * not), so those two ids are written "~." and "~.." (the monitor drops a leading ~). */
+  devicePath(id) { return id === "." || id === ".." ? "~" + id : encodeURIComponent(id); },
+  devicePage(id) { return "/devices/" + cb.devicePath(id); },
+
+  /* The header's "Alerts" link shows how many alerts are open and not acknowledged. */
+  watchAlerts() {
+    const link = document.getElementById("alerts-link");
+    if (!link) return;
+    const update = async () => {
+      if (document.hidden) return;
+      try {
+        const open = await cb.api("/api/alerts?status=open&limit=1000");
+        const waiting = open.filter((a) => !a.acknowledged_at).length;
+        link.querySelector(".n")?.remove();
+        if (waiting) link.append(cb.el("span", { class: "n", title: "open, not acknowledged" }, waiting >= 1000 ? "1000+" : waiting));
+      } catch (e) { /* shown elsewhere */ }
+    };
+    update();
+    setInterval(update, 10000);
+  },
+
   /* ---- formatting ---- */
   ago(iso) {
     if (!iso) return "never";

@@ -1,7 +1,8 @@
 /* clawbeat dashboard: one device. */
 "use strict";
 
-const deviceId = decodeURIComponent(location.pathname.replace(/^\/devices\//, "").replace(/\/$/, ""));
+// "~.." is device ".." (cb.devicePath): browsers drop dot segments from paths.
+const deviceId = decodeURIComponent(location.pathname.replace(/^\/devices\//, "").replace(/\/$/, "")).replace(/^~/, "");
 const STATE_COLORS = {
   online: "#3fb950", late: "#d29922", stale: "#f0883e", offline: "#f85149",
   lost: "#a371f7", unknown: "#8b98a5", maintenance: "#58a6ff",
@@ -88,9 +89,9 @@ async function renderStrip(series) {
   const start = Date.parse(series.start), end = Math.min(Date.parse(series.end), Date.now());
   let page;
   try {
-    page = await cb.api(`/api/devices/${encodeURIComponent(deviceId)}/transitions?limit=1000&since=${encodeURIComponent(series.start)}`);
+    page = await cb.api(`/api/devices/${cb.devicePath(deviceId)}/transitions?limit=1000&since=${encodeURIComponent(series.start)}`);
   } catch (e) { return; }
-  const before = await cb.api(`/api/devices/${encodeURIComponent(deviceId)}/transitions?limit=1&until=${encodeURIComponent(series.start)}`).catch(() => ({ items: [] }));
+  const before = await cb.api(`/api/devices/${cb.devicePath(deviceId)}/transitions?limit=1&until=${encodeURIComponent(series.start)}`).catch(() => ({ items: [] }));
   const changes = page.items.slice().reverse();
   let state = before.items.length ? before.items[0].new_state : null;
   let cursor = start;
@@ -125,7 +126,7 @@ async function renderStrip(series) {
 
 async function refresh() {
   try {
-    renderDevice(await cb.api("/api/devices/" + encodeURIComponent(deviceId)));
+    renderDevice(await cb.api("/api/devices/" + cb.devicePath(deviceId)));
     document.getElementById("load-error").textContent = "";
   } catch (e) {
     document.getElementById("load-error").textContent = e.status === 404 ? "No device called " + deviceId + "." : e.detail;
@@ -135,7 +136,7 @@ const refreshSoon = cb.debounce(refresh, 800);
 
 async function refreshCharts() {
   try {
-    const series = await cb.api(`/api/devices/${encodeURIComponent(deviceId)}/heartbeats?range=${range}`);
+    const series = await cb.api(`/api/devices/${cb.devicePath(deviceId)}/heartbeats?range=${range}`);
     drawHeartbeatCharts(series, {
       rate: document.getElementById("chart-rate"),
       missed: document.getElementById("chart-missed"),
@@ -150,7 +151,7 @@ async function change(body, done) {
   const msg = document.getElementById("manage-msg");
   msg.className = "msg"; msg.textContent = "saving…";
   try {
-    const d = await cb.api("/api/devices/" + encodeURIComponent(deviceId), { method: "PATCH", body });
+    const d = await cb.api("/api/devices/" + cb.devicePath(deviceId), { method: "PATCH", body });
     msg.className = "msg ok"; msg.textContent = done;
     await refresh();
     return d;
@@ -186,7 +187,7 @@ function wireControls(isAdmin) {
   document.getElementById("mute").addEventListener("click", async () => {
     const msg = document.getElementById("manage-msg");
     try {
-      const mute = await cb.api(`/api/devices/${encodeURIComponent(deviceId)}/mute`, { method: "POST", body: { minutes: 60, note: "dashboard" } });
+      const mute = await cb.api(`/api/devices/${cb.devicePath(deviceId)}/mute`, { method: "POST", body: { minutes: 60, note: "dashboard" } });
       msg.className = "msg ok"; msg.textContent = "alerts muted until " + cb.when(mute.until) + " (state still tracked)";
     } catch (e) {
       msg.className = "msg err"; msg.textContent = e.detail;
@@ -222,6 +223,7 @@ async function main() {
     resync: refresh,
   });
   cb.tickAges();
+  cb.watchAlerts();
   await Promise.all([refresh(), refreshCharts()]);
   cb.follow(() => [deviceId], applyLive);
   setInterval(refresh, 10000);  // metrics, uptime and the rest

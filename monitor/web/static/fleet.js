@@ -53,7 +53,7 @@ function renderCounts(summary) {
 /* ---- device table ---- */
 function deviceRow(d) {
   return cb.el("tr", { "data-id": d.id },
-    cb.el("td", {}, cb.el("a", { href: "/devices/" + encodeURIComponent(d.id), class: "mono" }, d.id)),
+    cb.el("td", {}, cb.el("a", { href: cb.devicePage(d.id), class: "mono" }, d.id)),
     cb.el("td", { class: "state" }, cb.badge(d.state)),
     cb.el("td", { class: "since opt", "data-ago": d.since, title: cb.when(d.since) }, cb.ago(d.since)),
     cb.el("td", { class: "seen", "data-ago": d.last_seen || "", title: cb.when(d.last_seen) }, cb.ago(d.last_seen)),
@@ -131,14 +131,45 @@ function applyTransition(ev) {
     row.classList.remove("flash"); void row.offsetWidth; row.classList.add("flash");
   }
   const feed = document.getElementById("feed");
-  if (feed.firstElementChild && feed.firstElementChild.classList.contains("muted")) feed.replaceChildren();
-  feed.prepend(cb.el("li", {},
-    cb.el("span", { class: "when", "data-ago": ev.at }, cb.ago(ev.at)),
-    cb.el("a", { href: "/devices/" + encodeURIComponent(ev.device), class: "mono" }, ev.device),
-    ev.old ? cb.badge(ev.old) : null, ev.old ? "→" : null, cb.badge(ev.new),
-    cb.el("span", { class: "muted" }, ev.reason)));
-  while (feed.children.length > 50) feed.lastElementChild.remove();
+  const item = feedItem(ev);
+  if (!feed.querySelector(`li[data-key="${CSS.escape(item.dataset.key)}"]`)) {
+    if (feed.firstElementChild && !feed.firstElementChild.dataset.key) feed.replaceChildren();
+    feed.prepend(item);
+    while (feed.children.length > FEED_LENGTH) feed.lastElementChild.remove();
+  }
   refreshTableSoon();
+}
+
+/* ---- live events panel ---- */
+const FEED_LENGTH = 50;
+
+/* ev: {device, old, new, reason, at}, as the event stream sends it. */
+function feedItem(ev) {
+  // The same transition from the stream and from the table: one line (times in ms).
+  const key = `${ev.device}|${ev.new}|${Date.parse(ev.at)}`;
+  return cb.el("li", { "data-key": key },
+    cb.el("span", { class: "when", "data-ago": ev.at, title: cb.when(ev.at) }, cb.ago(ev.at)),
+    cb.el("a", { href: cb.devicePage(ev.device), class: "mono" }, ev.device),
+    ev.old ? cb.badge(ev.old) : null, ev.old ? "→" : null, cb.badge(ev.new),
+    cb.el("span", { class: "muted" }, ev.reason));
+}
+
+/* On load, the latest stored transitions (the stream only has what happens next). */
+async function loadRecentEvents() {
+  let items;
+  try {
+    items = await cb.api("/api/transitions?limit=" + FEED_LENGTH);
+  } catch (e) { return; }
+  const feed = document.getElementById("feed");
+  if (feed.firstElementChild && !feed.firstElementChild.dataset.key) feed.replaceChildren();
+  // Anything the stream brought meanwhile is newer: stored ones go below it.
+  for (const t of items) {
+    const item = feedItem({ device: t.device, old: t.old_state, new: t.new_state, reason: t.reason, at: t.at });
+    if (feed.querySelector(`li[data-key="${CSS.escape(item.dataset.key)}"]`)) continue;
+    feed.append(item);
+  }
+  while (feed.children.length > FEED_LENGTH) feed.lastElementChild.remove();
+  if (!feed.children.length) feed.append(cb.el("li", { class: "muted" }, "No state changes yet."));
 }
 
 /* ---- charts ---- */
@@ -212,7 +243,8 @@ async function main() {
     resync: () => { refreshTable(); refreshCharts(); },
   });
   cb.tickAges();
-  await Promise.all([loadFilterOptions(), refreshTable(), refreshCharts()]);
+  cb.watchAlerts();
+  await Promise.all([loadFilterOptions(), refreshTable(), refreshCharts(), loadRecentEvents()]);
   cb.follow(shownIds, applyLive);
   setInterval(refreshCharts, view.range === "1h" ? 20000 : 120000);
 }
