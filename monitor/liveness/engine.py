@@ -73,10 +73,14 @@ Start-up
       restart) but marks it unconfirmed; deadlines come from the persisted
       last_seen/since, converted as mono = now - (wall - persisted_wall).
   R14 ``start_warmup``: until it ends (max over classes of interval + grace, or the
-      given duration) no device times out; fresh wills still resolve. The first tick
-      at or after the end gives each device with no fresh heartbeat its verdict once:
-      a held retained will -> offline, as of the will's arrival (R10); else whatever
-      its deadlines imply (R3).
+      given duration) no device *without fresh evidence* times out; fresh wills still
+      resolve. The first tick at or after the end gives each such device its verdict
+      once: a held retained will -> offline, as of the will's arrival (R10); else
+      whatever its deadlines imply (R3).
+      Warm-up exists to give unconfirmed devices time to show up. A device with fresh
+      evidence since start (a heartbeat, presence or will: ``confirmed``) is judged by
+      its own deadlines during warm-up too, so one that beat at start and then fell
+      silent goes late, then stale, as it would at any other time.
       Devices that beat during warm-up are online with no transition if they were.
 
 Blind (the monitor lost the broker)
@@ -89,7 +93,8 @@ Blind (the monitor lost the broker)
       and resumes): warm-up already gives every device time to show up, and its end
       must judge persisted evidence, not a re-arm. So ``start_warmup`` cancels a
       pending re-arm, and ``resume`` during warm-up instead extends warm-up to at
-      least now + its length.
+      least now + its length. Confirmed devices, judged during warm-up (R14), still
+      get the re-arm of a resume during warm-up: their evidence is from this run.
 
 Ops
   R17 Overrides and class changes recompute deadlines at once (a shorter interval can
@@ -171,6 +176,8 @@ class LivenessEngine:
         # because warm-up cancels only the former (R16).
         self._deadlines_resumed_at = -INF
         self._wills_resumed_at = -INF
+        # The floor of a resume during warm-up: only for confirmed devices (R16).
+        self._confirmed_resumed_at = -INF
 
     # ------------------------------------------------------------------ properties
 
@@ -271,8 +278,10 @@ class LivenessEngine:
                 self._hold_timers.set(device_id, held, will_floor)
                 continue
             self._resolve_will(device_id, held, out=out)
-        if self._warmup_end is not None:
-            if now < self._warmup_end:
+        warmup_end = self._warmup_end
+        if warmup_end is not None:
+            if now < warmup_end:
+                self._tick_warming_up(now, wall, warmup_end, out=out)
                 return out
             self._end_warmup(out=out)
         for _, dev in self._timers.pop_due(now):
@@ -370,7 +379,8 @@ class LivenessEngine:
             raise InvalidPolicy("must be a finite number of seconds >= 0", field="warmup")
         self._warmup_length = duration
         self._warmup_end = now + duration
-        self._deadlines_resumed_at = -INF  # R16: warm-up supersedes a blind re-arm
+        # R16: warm-up supersedes a blind re-arm
+        self._deadlines_resumed_at = self._confirmed_resumed_at = -INF
         return self._warmup_end
 
     def suspend(self, now: float) -> None:
@@ -389,6 +399,7 @@ class LivenessEngine:
         if self._warmup_end is not None:
             # R16: listen for a full warm-up after regaining sight, then judge evidence.
             self._warmup_end = max(self._warmup_end, now + self._warmup_length)
+            self._confirmed_resumed_at = now
         else:
             self._deadlines_resumed_at = now
 
@@ -596,7 +607,10 @@ class LivenessEngine:
         """A device's deadline passed: move it to what its evidence implies (R3)."""
         interval = self._interval(dev)
         policy = dev.policy
-        floor = self._deadlines_resumed_at + interval + policy.grace
+        resumed_at = self._deadlines_resumed_at
+        if dev.confirmed and self._confirmed_resumed_at > resumed_at:
+            resumed_at = self._confirmed_resumed_at
+        floor = resumed_at + interval + policy.grace
         if dev.deadline < floor:
             # Came due during (or just after) a blind period: re-arm at the floor (R15).
             offset = self._stage_offset(dev.state, interval, policy)
@@ -628,6 +642,18 @@ class LivenessEngine:
             if now >= lost_at:
                 self._move(dev, _LOST, Reason.GONE, _wall_at(lost_at, now, wall, dev), out)
         self._rearm(dev)
+
+    def _tick_warming_up(
+        self, now: float, wall: float, warmup_end: float, out: _TransitionList
+    ) -> None:
+        """Judge confirmed devices by their deadlines; the rest wait for the end (R14)."""
+        timers = self._timers
+        for device_id, dev in timers.pop_due(now):
+            if dev.confirmed:
+                self._expire(dev, now, wall, out=out)
+            else:
+                # Popped once, then parked until the end: no per-tick cost meanwhile.
+                timers.set(device_id, dev, warmup_end)
 
     def _end_warmup(self, out: _TransitionList) -> None:
         self._warmup_end = None

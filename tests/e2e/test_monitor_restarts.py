@@ -234,3 +234,48 @@ def test_sigterm_flushes_state_and_publishes_monitor_offline(
         for c in clients:
             c.close()
         monitor.stop()
+
+
+@SQLITE_ONLY
+def test_device_heard_at_start_that_falls_silent_is_judged_during_warmup(
+    broker: TestBroker,
+    database_url: str,
+    tmp_path: Path,
+    watch: StatusWatch,
+) -> None:
+    # A long warm-up (as with a slow device class) must not shelter a device the monitor
+    # has heard since it started: it goes late, then stale, on its own deadlines.
+    warmup = 60.0
+    monitor = MonitorProcess(
+        broker, database_url, tmp_path / "monitor.log", **{**FAST, "warmup": warmup}
+    )
+    dev = "e2e-warm-silent-1"
+    broker.add_device(dev)
+    started = time.monotonic()
+    monitor.start(probe=watch)
+    client = MqttProbe(broker.url(dev), client_id=dev, keepalive=5)
+    try:
+        client.connect()
+        for seq in range(3):
+            body = {"seq": seq, "session": "w1", "interval": 1}
+            client.publish(f"{ROOT}/devices/{dev}/heartbeat", json.dumps(body), retain=True)
+            time.sleep(0.3)  # pacing: the device's rhythm
+        watch.wait_state(dev, "online", reason="first-seen")
+        # Then silence, while still connected. Late after interval + grace (2 s), stale
+        # after interval x missed_limit + grace (3 s): both long before warm-up ends.
+        left = warmup - (time.monotonic() - started)
+        watch.wait_state(dev, "late", reason="missed-heartbeats", timeout=left)
+        left = warmup - (time.monotonic() - started)
+        watch.wait_state(dev, "stale", reason="stopped-beating", timeout=left)
+        wait_until(lambda: len(read_transitions(database_url, dev)) >= 3, 5, what="transition rows")
+        assert [
+            (t.old_state, t.new_state, t.reason) for t in read_transitions(database_url, dev)
+        ] == [
+            (None, "online", "first-seen"),
+            ("online", "late", "missed-heartbeats"),
+            ("late", "stale", "stopped-beating"),
+        ]
+        assert monitor.running()
+    finally:
+        client.close()
+        monitor.stop()

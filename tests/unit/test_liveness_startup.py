@@ -306,6 +306,64 @@ def test_retained_claim_during_warmup_does_not_confirm_or_refresh() -> None:
     assert tick(engine, START + 40) == [(State.ONLINE, State.STALE, Reason.STOPPED_BEATING)]
 
 
+def test_device_heard_fresh_during_warmup_is_judged_by_its_own_deadlines() -> None:
+    # A long warm-up (a slow class): the device beat at start, then fell silent. It goes
+    # late, then stale, on its own deadlines -- not online -> stale when warm-up ends.
+    engine = restarted(persisted(State.ONLINE, seen_ago=200.0), warmup=False)
+    engine.start_warmup(START, 300.0)
+    beat(engine, START + 1, 42)
+    assert engine.tick(START + 40.9, WALL + 40.9) == []
+    assert engine.tick(START + 41, WALL + 41) == [
+        Transition("d1", State.ONLINE, State.LATE, Reason.MISSED_HEARTBEATS, WALL + 41, "s1")
+    ]
+    assert tick(engine, START + 100.9) == []
+    assert tick(engine, START + 101) == [(State.LATE, State.STALE, Reason.STOPPED_BEATING)]
+    assert engine.warming_up
+    assert tick(engine, START + 300) == []
+
+
+def test_new_device_heard_during_warmup_is_judged_by_its_own_deadlines() -> None:
+    engine = LivenessEngine()
+    engine.start_warmup(START, 300.0)
+    assert [(t.old, t.new) for t in beat(engine, START + 5, 0).transitions] == [
+        (None, State.ONLINE)
+    ]
+    assert tick(engine, START + 45) == [(State.ONLINE, State.LATE, Reason.MISSED_HEARTBEATS)]
+
+
+def test_unconfirmed_device_waits_for_warmup_end_even_after_others_are_judged() -> None:
+    engine = restarted(
+        persisted(State.ONLINE, device="quiet", seen_ago=200.0),
+        persisted(State.ONLINE, device="d1", seen_ago=200.0),
+        warmup=False,
+    )
+    engine.start_warmup(START, 300.0)
+    # Both deadlines are long past: the tick parks both until warm-up ends...
+    assert tick(engine, START) == []
+    # ...then d1 beats: from now on it runs on its own deadlines, the quiet one waits.
+    beat(engine, START + 10, 42)
+    assert [(t.device_id, t.new) for t in engine.tick(START + 50, WALL + 50)] == [
+        ("d1", State.LATE)
+    ]
+    assert tick(engine, START + 299.9) == [(State.LATE, State.STALE, Reason.STOPPED_BEATING)]
+    assert state(engine, "quiet") is State.ONLINE
+    assert [(t.device_id, t.new) for t in engine.tick(START + 300, WALL + 300)] == [
+        ("quiet", State.STALE)
+    ]
+
+
+def test_blindness_during_warmup_rearms_devices_heard_fresh() -> None:
+    engine = restarted(warmup=False)
+    engine.start_warmup(START, 300.0)
+    beat(engine, START + 1, 0)
+    engine.suspend(START + 5)
+    engine.resume(START + 100)
+    # Not blamed for the blind period: interval + grace after regaining sight.
+    assert tick(engine, START + 139.9) == []
+    assert tick(engine, START + 140) == [(State.ONLINE, State.LATE, Reason.MISSED_HEARTBEATS)]
+    assert engine.warming_up
+
+
 # --------------------------------------------------------------------------- blind
 
 
