@@ -236,9 +236,3 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
-# The alerting tables live with the alerting code (monitor/alerts/models.py). Imported
-# last, once Base is complete, so whoever loads this schema (alembic, the schema test)
-# sees them too.
-from monitor.alerts import models as _alert_models  # noqa: E402, F401

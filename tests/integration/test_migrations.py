@@ -14,10 +14,10 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
+from monitor.schema import metadata
 from monitor.store import migrate, repository
 from monitor.store.database import create_engine_for
 from monitor.store.errors import SchemaOutdated, SchemaTooNew, StoreUnavailable
-from monitor.store.models import Base
 from tests.harness.db_fixtures import open_store
 from tests.harness.postgres import run_coroutine
 
@@ -108,7 +108,7 @@ async def test_models_and_migrations_agree(database_url: str) -> None:
         context = MigrationContext.configure(
             connection, opts={"compare_type": True, "compare_server_default": True}
         )
-        return list(compare_metadata(context, Base.metadata))
+        return list(compare_metadata(context, metadata))
 
     engine = create_engine_for(database_url)
     try:
