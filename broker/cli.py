@@ -173,18 +173,37 @@ def _cmd_run(args: argparse.Namespace) -> int:
         topic_root=args.root,
     )
     proc.prepare(service_credentials(proc.run_dir))
-    proc.start()
+    signals = 0
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        # Only signal the broker here: the main thread may be inside proc.wait(), which
+        # returns once Mosquitto has exited (saving its persistence); waiting here as
+        # well would deadlock on the Popen's wait lock. A second Ctrl-C kills it.
+        nonlocal signals
+        signals += 1
+        proc.terminate(force=signals > 1)
+
+    # Installed before Mosquitto starts: Mosquitto runs in its own session (the terminal's
+    # Ctrl-C never reaches it), so a signal that killed this process would orphan it.
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        proc.start()
+    except BrokerToolError:
+        if signals:  # stopped while starting
+            proc.stop()
+            return 0
+        raise
+    if signals:  # the signal came before there was a process to pass it to
+        proc.stop()
+        return 0
     print(
         f"mosquitto on {proc.host}:{proc.port} (TLS {proc.tls_port}); "
         f"credentials in {proc.run_dir / 'credentials.json'}; log {proc.log_path}",
         flush=True,
     )
-
-    def _stop(_signum: int, _frame: FrameType | None) -> None:
-        proc.stop()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
     rc = proc.wait()
     proc.stop()
-    return 0 if rc in (0, -signal.SIGTERM) else rc
+    if rc in (0, -signal.SIGTERM):
+        return 0
+    return rc if rc > 0 else 128 - rc  # killed by a signal: the shell's convention

@@ -173,6 +173,17 @@ class BrokerProcess:
             # The reload is asynchronous; give the broker a moment to apply it.
             time.sleep(0.2)
 
+    def terminate(self, *, force: bool = False) -> None:
+        """Ask the broker to exit (SIGTERM; SIGKILL with ``force``) without waiting.
+
+        Safe in a signal handler: :meth:`wait` may be blocked in ``waitpid`` underneath,
+        holding the Popen's wait lock, so a handler that waited too would never return.
+        """
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGKILL if force else signal.SIGTERM)
+
     def stop(self, timeout: float = 10.0) -> None:
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
