@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from monitor.settings import MonitorSettings
 from monitor.store.database import create_engine_for, make_session_factory
+from monitor.store.migrate import check_schema
 
 
 def add_database_option(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +32,13 @@ def settings_from(args: argparse.Namespace, **overrides: Any) -> MonitorSettings
 
 @asynccontextmanager
 async def db_session(url: str) -> AsyncIterator[AsyncSession]:
+    """A session on the monitor's database, refused unless its schema is this clawbeat's.
+
+    Checked first so that a database never migrated (a directory without the default
+    ``./clawbeat.db``, a new PostgreSQL database) gets "run `clawbeat db upgrade`"
+    instead of "no such table", and no empty SQLite file is left behind.
+    """
+    await check_schema(url)
     engine = create_engine_for(url)
     try:
         async with make_session_factory(engine)() as session:

@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from functools import wraps
+from pathlib import Path
 from typing import Any, Final, ParamSpec, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
@@ -79,6 +80,23 @@ def display_url(url: str | URL) -> str:
 
 def is_sqlite(url: str | URL) -> bool:
     return normalize_url(url).get_backend_name() == "sqlite"
+
+
+def sqlite_file(url: str | URL) -> Path | None:
+    """The file a SQLite URL names; ``None`` for PostgreSQL and in-memory databases.
+
+    SQLite creates a missing file on connect, so whoever must not create one (anything
+    but ``clawbeat db upgrade``) looks first.
+    """
+    parsed = normalize_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or database in (None, "", ":memory:"):
+        return None
+    if database.startswith("file:") and parsed.query.get("uri") == "true":
+        # An SQLite URI filename: the path ends at the query string it carries.
+        path = database.removeprefix("file:").split("?", 1)[0]
+        return None if path in ("", ":memory:") else Path(path)
+    return Path(database)
 
 
 def dump_json(value: object) -> str:

@@ -22,7 +22,7 @@ from alembic.util import CommandError
 from sqlalchemy import URL
 from sqlalchemy.engine import Connection
 
-from monitor.store.database import create_engine_for, translated
+from monitor.store.database import create_engine_for, sqlite_file, translated
 from monitor.store.errors import SchemaOutdated, SchemaTooNew, StoreError
 
 BASE: Final = "base"
@@ -71,7 +71,12 @@ async def downgrade(url: str | URL, revision: str) -> None:
 
 
 async def current(url: str | URL) -> str | None:
-    """The revision the database is at, or ``None`` for a database never migrated."""
+    """The revision the database is at, or ``None`` for a database never migrated.
+
+    A SQLite file that does not exist is a database never migrated; it is not created.
+    """
+    if (path := sqlite_file(url)) is not None and not path.exists():
+        return None
     engine = create_engine_for(url, for_migrations=True)
     try:
         with translated("read schema revision"):
