@@ -77,6 +77,9 @@ class MqttLink:
         self.connects = 0
         self._handler_errors = 0
         self._stopping = False
+        # False once the service stops taking messages (shutdown): see stop_intake().
+        self._intake_open = True
+        self.discarded = 0
 
     def publish(
         self,
@@ -171,6 +174,23 @@ class MqttLink:
             self.connected = False
             self._on_disconnected()
 
+    def stop_intake(self) -> None:
+        """Take no more messages: those that arrive from now on are acknowledged and dropped.
+
+        The service calls this first when it stops, before it closes the write-behind:
+        a heartbeat handled after that would have nowhere to go (a ``WriterClosed``
+        traceback per message). The connection stays up, because the last publishes
+        (status topics, the monitor's offline presence) still need their PUBACKs.
+        """
+        self._intake_open = False
+        if self._client is not None:
+            self._client.deliver_to(self._discard)
+
+    def _discard(
+        self, _topic: str, _payload: bytes, _retained: bool, _now: float, _wall: float
+    ) -> None:
+        self.discarded += 1
+
     @property
     def handler_errors(self) -> int:
         """Messages whose handler raised (each logged, rate-limited, and dropped)."""
@@ -182,7 +202,7 @@ class MqttLink:
                 group.create_task(self._send_loop(client, group))
                 # From here messages go straight from paho's read loop to the handler,
                 # those held since subscribing first (see DirectClient for why).
-                client.deliver_to(self._on_message)
+                client.deliver_to(self._on_message if self._intake_open else self._discard)
                 # Nothing is ever queued for the iterator now; it is kept because it is
                 # aiomqtt's public way of learning that the connection has ended.
                 async for _ in client.messages:

@@ -616,6 +616,8 @@ class MonitorService:
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
         log.info("stopping: flushing state and publishing monitor offline")
         assert self.link is not None
+        # No message may change the engine once its last state is being written.
+        self.link.stop_intake()
         for task in tasks:
             if task.get_name() not in ("writer", "mqtt"):
                 task.cancel()
