@@ -16,6 +16,13 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from device_client.protocol import DEFAULT_TOPIC_ROOT, validate_topic_root
+from monitor.liveness.policy import (
+    DEFAULT_GRACE,
+    DEFAULT_INTERVAL,
+    DEFAULT_LOST_AFTER,
+    DEFAULT_MISSED_LIMIT,
+    DEFAULT_WILL_HOLD,
+)
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./clawbeat.db"
 
@@ -37,11 +44,17 @@ class MonitorSettings(BaseSettings):
 
     database_url: str = DEFAULT_DATABASE_URL
 
-    default_interval: float = Field(30.0, gt=0, description="when nothing else says")
-    grace: float = Field(10.0, ge=0, description="default class grace, seconds")
-    missed_limit: int = Field(3, ge=1, description="default class missed heartbeats -> stale")
-    lost_after: float = Field(86_400.0, gt=0, description="stale/offline this long -> lost")
-    will_hold: float = Field(2.0, ge=0, description="hold a will this long for a reconnect")
+    default_interval: float = Field(DEFAULT_INTERVAL, gt=0, description="when nothing else says")
+    grace: float = Field(DEFAULT_GRACE, ge=0, description="default class grace, seconds")
+    missed_limit: int = Field(
+        DEFAULT_MISSED_LIMIT, ge=1, description="default class missed heartbeats -> stale"
+    )
+    lost_after: float = Field(
+        DEFAULT_LOST_AFTER, gt=0, description="stale/offline this long -> lost"
+    )
+    will_hold: float = Field(
+        DEFAULT_WILL_HOLD, ge=0, description="hold a will this long for a reconnect"
+    )
     warmup: float | None = Field(None, ge=0, description="default: longest interval + grace")
 
     flush_interval: float = Field(1.0, gt=0, le=60)

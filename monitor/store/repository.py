@@ -11,7 +11,6 @@ way but SQLAlchemy builds per dialect; :func:`_insert` picks the right one.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import fields, replace
 from datetime import datetime
@@ -35,7 +34,6 @@ from monitor.store.models import (
     Base,
     Device,
     DeviceClass,
-    HeartbeatRollup,
     Transition,
 )
 from monitor.store.rows import (
@@ -263,45 +261,6 @@ async def add_rollups(session: AsyncSession, *, rows: Iterable[RollupRow]) -> in
     return len(params)
 
 
-@translates_errors("change device state")
-async def compare_and_set_state(
-    session: AsyncSession,
-    *,
-    device_id: str,
-    old_state: str,
-    new_state: str,
-    at: datetime,
-    reason: str | None = None,
-    device_session: str | None = None,
-) -> bool:
-    """Move a device from ``old_state`` to ``new_state`` and record the transition.
-
-    Two monitor replicas (or a replica and an operator) can both decide to change the
-    same device, e.g. both sweep it to ``lost``. The ``WHERE state = :old`` makes the
-    database pick one winner: the loser's UPDATE matches no row, it records no
-    transition and gets ``False``, so a state change and its alert happen once.
-    """
-    result = await session.execute(
-        update(_devices)
-        .where(_devices.c.id == device_id, _devices.c.state == old_state)
-        .values(state=new_state, since=at, reason=reason, updated_at=at)
-    )
-    if _rowcount(result) != 1:
-        return False
-    await session.execute(
-        _transitions.insert().values(
-            uid=uuid.uuid4(),
-            device_id=device_id,
-            old_state=old_state,
-            new_state=new_state,
-            reason=reason,
-            session=device_session,
-            at=at,
-        )
-    )
-    return True
-
-
 def _rowcount(result: object) -> int:
     count = getattr(result, "rowcount", -1)
     return count if isinstance(count, int) else -1
@@ -431,24 +390,6 @@ async def list_transitions(
     else:
         stmt = stmt.order_by(Transition.at, Transition.id)
     return list((await session.scalars(stmt.limit(limit))).all())
-
-
-@translates_errors("list heartbeat rollups")
-async def list_rollups(
-    session: AsyncSession, *, device_id: str, since: datetime, until: datetime
-) -> list[HeartbeatRollup]:
-    """Per-minute rows with ``since <= minute < until``, oldest first."""
-    stmt = (
-        select(HeartbeatRollup)
-        .where(
-            HeartbeatRollup.device_id == device_id,
-            HeartbeatRollup.minute >= since,
-            HeartbeatRollup.minute < until,
-        )
-        .order_by(HeartbeatRollup.minute)
-        .execution_options(populate_existing=True)
-    )
-    return list((await session.scalars(stmt)).all())
 
 
 # --- operator writes ----------------------------------------------------------------------

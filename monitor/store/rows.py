@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
+from monitor.liveness.policy import DEFAULT_GRACE, DEFAULT_LOST_AFTER, DEFAULT_MISSED_LIMIT
+
 
 @dataclass(frozen=True, slots=True)
 class DeviceRow:
@@ -145,9 +147,9 @@ class ClassSpec:
 
     name: str
     interval: float | None = None
-    grace: float = 10.0
-    missed_limit: int = 3
-    lost_after: float | None = 86_400.0
+    grace: float = DEFAULT_GRACE
+    missed_limit: int = DEFAULT_MISSED_LIMIT
+    lost_after: float | None = DEFAULT_LOST_AFTER
     description: str = ""
 
 

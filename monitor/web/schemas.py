@@ -12,6 +12,7 @@ from typing import Annotated, Any, ClassVar, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from device_client.protocol import MAX_INTERVAL, MIN_INTERVAL
+from monitor.liveness.policy import DEFAULT_GRACE, DEFAULT_LOST_AFTER, DEFAULT_MISSED_LIMIT
 from monitor.liveness.states import Reason, State
 from monitor.store.tokens import Scope
 from monitor.web.series import Range
@@ -193,9 +194,9 @@ class ClassOut(OutModel):
 
 class ClassIn(InModel):
     interval: Interval | None = None
-    grace: Seconds = 10.0
-    missed_limit: Annotated[int, Field(ge=1, le=1_000_000)] = 3
-    lost_after: PositiveSeconds | None = 86_400.0
+    grace: Seconds = DEFAULT_GRACE
+    missed_limit: Annotated[int, Field(ge=1, le=1_000_000)] = DEFAULT_MISSED_LIMIT
+    lost_after: PositiveSeconds | None = DEFAULT_LOST_AFTER
     description: Annotated[str, Field(max_length=1_000)] = ""
 
 

@@ -15,6 +15,7 @@ from broker.passwords import list_users
 from monitor.store import repository
 from monitor.store.rows import RollupRow, TransitionRow
 from tests.harness.db_fixtures import open_store
+from tests.harness.store_queries import list_rollups
 
 SUBCOMMANDS = [
     "monitor", "status", "watch", "devices", "classes", "db", "device", "simulate",
@@ -128,7 +129,7 @@ def test_db_prune_deletes_only_old_history(tmp_path: Path) -> None:
     async def remaining() -> tuple[int, int]:
         async with open_store(url) as sessions, sessions() as session:
             transitions = await repository.list_transitions(session, device_id="d1")
-            rollups = await repository.list_rollups(
+            rollups = await list_rollups(
                 session,
                 device_id="d1",
                 since=now - timedelta(days=500),

@@ -20,6 +20,7 @@ from monitor.store.errors import (
 )
 from monitor.store.rows import ClassSpec, DeviceRow, RollupRow, TransitionRow
 from tests.harness.db_fixtures import open_store
+from tests.harness.store_queries import list_rollups
 
 pytestmark = pytest.mark.anyio
 
@@ -207,38 +208,6 @@ async def test_transitions_are_listed_by_device_and_time_and_deduplicated(
     assert {t.uid for t in everything} == {r.uid for r in rows}
 
 
-async def test_compare_and_set_refuses_a_stale_old_state(database_url: str) -> None:
-    at = T0 + timedelta(hours=1)
-    async with open_store(database_url) as sessions:
-        await upsert(sessions, device("a", state="down"))
-        async with sessions() as session, session.begin():
-            won = await repository.compare_and_set_state(
-                session,
-                device_id="a",
-                old_state="down",
-                new_state="lost",
-                at=at,
-                reason="lost-after",
-            )
-        # A second replica that still believes the device is down loses the race.
-        async with sessions() as session, session.begin():
-            lost = await repository.compare_and_set_state(
-                session, device_id="a", old_state="down", new_state="lost", at=at
-            )
-            missing = await repository.compare_and_set_state(
-                session, device_id="ghost", old_state="down", new_state="lost", at=at
-            )
-        async with sessions() as session:
-            stored = await repository.get_device(session, device_id="a")
-            history = await repository.list_transitions(session, device_id="a")
-    assert won is True
-    assert lost is False
-    assert missing is False
-    assert stored is not None
-    assert (stored.state, stored.since, stored.reason) == ("lost", at, "lost-after")
-    assert [(t.old_state, t.new_state, t.at) for t in history] == [("down", "lost", at)]
-
-
 async def test_rollups_add_up_across_batches(database_url: str) -> None:
     minute = T0.replace(second=0, microsecond=0)
     async with open_store(database_url) as sessions:
@@ -278,7 +247,7 @@ async def test_rollups_add_up_across_batches(database_url: str) -> None:
                 ],
             )
         async with sessions() as session:
-            rows = await repository.list_rollups(
+            rows = await list_rollups(
                 session, device_id="a", since=minute, until=minute + timedelta(hours=1)
             )
     assert [r.minute for r in rows] == [minute, minute + timedelta(minutes=1)]

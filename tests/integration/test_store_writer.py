@@ -21,6 +21,7 @@ from monitor.store.database import create_engine_for, make_session_factory
 from monitor.store.errors import WriterClosed
 from monitor.store.rows import DeviceRow, TransitionRow
 from monitor.store.writer import FlushReport, WriteBehind
+from tests.harness.store_queries import list_rollups
 
 pytestmark = pytest.mark.anyio
 
@@ -157,7 +158,7 @@ async def test_rollups_are_added_up_in_memory_and_in_the_database(database_url: 
         writer.add_rollup("a", T0 + timedelta(seconds=10), latency_ms=500.0)
         await writer.flush()
         async with sessions() as session:
-            rows = await repository.list_rollups(
+            rows = await list_rollups(
                 session, device_id="a", since=T0, until=T0 + timedelta(hours=1)
             )
     first, second = rows
@@ -225,7 +226,7 @@ async def test_close_writes_what_is_left_and_refuses_more(database_url: str) -> 
             assert len(await repository.list_transitions(session)) == 1
             assert (
                 len(
-                    await repository.list_rollups(
+                    await list_rollups(
                         session, device_id="a", since=T0, until=T0 + timedelta(minutes=1)
                     )
                 )
