@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -42,16 +43,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What a shell reports for a tool that SIGPIPE ended (128 + 13), e.g. under `set -o pipefail`.
+EXIT_READER_GONE = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        code: int = args.func(args)
-    except (MonitorError, StoreError, BrokerToolError, ProtocolError) as exc:
-        print(f"clawbeat {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+        args = build_parser().parse_args(argv)
+        try:
+            code: int = args.func(args)
+        except (MonitorError, StoreError, BrokerToolError, ProtocolError) as exc:
+            print(f"clawbeat {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return 130
+        # Inside the try: output still buffered would otherwise meet a closed pipe only
+        # at interpreter exit, where the error can no longer be handled.
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `clawbeat status | head -1`: the reader has what it wanted and left. Python
+        # ignores SIGPIPE, so end quietly here as a tool killed by SIGPIPE would.
+        _discard_stdout()
+        return EXIT_READER_GONE
     return code
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so the flush at exit does not fail on the pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is no file (a test's capture, already closed)
+        pass
 
 
 if __name__ == "__main__":
