@@ -27,7 +27,7 @@ from typing import Any
 
 import psutil
 
-from bench.bench_monitor import _in_child
+from bench.monitor_common import in_child
 from bench.perf_doc import finish
 from monitor.service import MonitorService
 from monitor.settings import MonitorSettings
@@ -98,7 +98,7 @@ def _measure(name: str, url: str, devices: int) -> dict[str, Any]:
     _say(f"{name}: seeding {devices:,} devices")
     seed_s = asyncio.run(_seed(url, devices))
     _say(f"{name}: loading them in a fresh process")
-    result: dict[str, Any] = _in_child(_load_main, url, timeout=900)
+    result: dict[str, Any] = in_child(_load_main, url, timeout=900)
     result["database"] = name
     result["seed_s"] = round(seed_s, 1)
     return result
