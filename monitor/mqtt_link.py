@@ -15,12 +15,14 @@ import math
 import random
 import ssl
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiomqtt
 
 from monitor.broker_url import BrokerAddress
+from monitor.connect_failure import ConnectFailure, FailureKind, describe
 from monitor.direct_client import DirectClient, MessageHandler
 
 __all__ = ["LinkOptions", "MessageHandler", "MqttLink", "Outgoing"]
@@ -50,6 +52,8 @@ class LinkOptions:
     key_file: str | None = None
     backoff_base: float = 0.5
     backoff_cap: float = 15.0
+    # Seconds between repeated log lines while connecting keeps failing for one reason.
+    report_every: float = 60.0
 
 
 class MqttLink:
@@ -75,6 +79,12 @@ class MqttLink:
         self._client: DirectClient | None = None
         self.connected = False
         self.connects = 0
+        # Connection failures since the last successful connection (see _connect_failed).
+        self.failed_attempts = 0
+        self.last_failure: ConnectFailure | None = None
+        self.down_since: float | None = time.time()  # wall clock; None while connected
+        self.failures: Counter[FailureKind] = Counter()
+        self._reported_at = -math.inf
         self._handler_errors = 0
         self._stopping = False
         # False once the service stops taking messages (shutdown): see stop_intake().
@@ -147,8 +157,8 @@ class MqttLink:
                         await client.subscribe(topic, qos=1)
                     self.connected = True
                     self.connects += 1
+                    self._connected_log()
                     failures = 0
-                    self._log.info("connected to broker %s:%d", addr.host, addr.port)
                     await self._on_connected()
                     await self._serve(client)
             except aiomqtt.MqttError as exc:
@@ -158,16 +168,73 @@ class MqttLink:
                 delay = random.uniform(
                     0, min(self._opts.backoff_cap, self._opts.backoff_base * 2**failures)
                 )
-                if self.connected or failures == 1:
-                    self._log.warning("broker connection lost (%s); reconnecting with backoff", exc)
+                if self.connected:
+                    self._log.warning(
+                        "broker connection to %s lost (%s); reconnecting", self.where, exc
+                    )
+                    self._mark_down()
+                    self.down_since = time.time()
                 else:
-                    self._log.debug("reconnect attempt %d failed: %s", failures, exc)
-                self._mark_down()
+                    self._connect_failed(describe(exc), delay)
                 await asyncio.sleep(delay)
             finally:
                 self._handler_errors += client.handler_errors
                 self._client = None
                 self._mark_down()
+
+    @property
+    def where(self) -> str:
+        """The broker and login this link uses, for messages (never the password)."""
+        addr = self._opts.address
+        scheme = "mqtts" if addr.tls else "mqtt"
+        user = f"{addr.username}@" if addr.username else ""
+        return f"{scheme}://{user}{addr.host}:{addr.port}"
+
+    def _connected_log(self) -> None:
+        if self.failed_attempts:
+            self._log.info(
+                "connected to broker %s after %d failed attempts over %.0f s",
+                self.where,
+                self.failed_attempts,
+                time.time() - (self.down_since or time.time()),
+            )
+        else:
+            self._log.info("connected to broker %s", self.where)
+        self.failed_attempts = 0
+        self.last_failure = None
+        self.down_since = None
+        self._reported_at = -math.inf
+
+    def _connect_failed(self, failure: ConnectFailure, delay: float) -> None:
+        """A connection attempt failed: count it, and say so clearly, but not every time.
+
+        The first failure and every change of reason are logged at once; a reason that
+        persists is repeated every ``report_every`` seconds with the attempts so far, so
+        a log read an hour later still says what is wrong.
+        """
+        self.failed_attempts += 1
+        self.failures[failure.kind] += 1
+        if self.down_since is None:
+            self.down_since = time.time()
+        changed = self.last_failure is None or self.last_failure.kind is not failure.kind
+        self.last_failure = failure
+        now = time.monotonic()
+        if not changed and now - self._reported_at < self._opts.report_every:
+            self._log.debug("connect attempt %d failed: %s", self.failed_attempts, failure)
+            return
+        self._reported_at = now
+        never = "" if self.connects else "; it has never connected"
+        self._log.warning(
+            "cannot connect to broker %s: %s (%d failed attempts over %.0f s%s); "
+            "retrying in %.1f s, and every %g s at most",
+            self.where,
+            failure,
+            self.failed_attempts,
+            time.time() - self.down_since,
+            never,
+            delay,
+            self._opts.backoff_cap,
+        )
 
     def _mark_down(self) -> None:
         if self.connected:

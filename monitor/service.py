@@ -576,6 +576,7 @@ class MonitorService:
                 if self.settings.mqtt_cert_file
                 else None,
                 key_file=str(self.settings.mqtt_key_file) if self.settings.mqtt_key_file else None,
+                report_every=self.settings.mqtt_report_every,
             ),
             on_message=self.ingest.handle,
             on_connected=self._on_connected,

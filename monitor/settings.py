@@ -40,6 +40,9 @@ class MonitorSettings(BaseSettings):
     mqtt_cert_file: Path | None = None
     mqtt_key_file: Path | None = None
     mqtt_keepalive: int = Field(10, ge=2, le=300)
+    mqtt_report_every: float = Field(
+        60.0, gt=0, le=3600, description="repeat 'cannot connect' at most this often (seconds)"
+    )
     topic_root: str = DEFAULT_TOPIC_ROOT
 
     database_url: str = DEFAULT_DATABASE_URL

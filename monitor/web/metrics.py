@@ -8,6 +8,7 @@ increment. Only what has no other home is recorded as it happens: detection late
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Final
 
@@ -15,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from monitor.connect_failure import FailureKind
 from monitor.liveness.outcomes import Outcome
 from monitor.liveness.states import State, Transition
 from monitor.store.writer import FlushReport
@@ -101,6 +103,7 @@ class _LiveCollector(Collector):
             "1 while the monitor is connected to the broker",
             1.0 if service.link is not None and service.link.connected else 0.0,
         )
+        yield from self._broker(service)
         engine = service.engine
         yield _gauge(
             "clawbeat_warming_up",
@@ -130,6 +133,24 @@ class _LiveCollector(Collector):
             "clawbeat_event_stream_clients",
             "Dashboards connected to the live event stream",
             float(service.events.subscribers),
+        )
+
+    @staticmethod
+    def _broker(service: MonitorService) -> Iterator[Metric]:
+        link = service.link
+        failures = CounterMetricFamily(
+            "clawbeat_broker_connect_failures",
+            "Failed attempts to connect to the broker, by reason",
+            labels=["reason"],
+        )
+        for kind in FailureKind:
+            failures.add_metric([kind.value], link.failures[kind] if link is not None else 0)
+        yield failures
+        down_since = link.down_since if link is not None else None
+        yield _gauge(
+            "clawbeat_broker_disconnected_seconds",
+            "Seconds since the monitor last had a broker connection (0 while connected)",
+            0.0 if down_since is None else max(0.0, time.time() - down_since),
         )
 
     @staticmethod

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy import text
 
+from monitor.timefmt import iso
 from monitor.web.auth import bearer, read_access
 from monitor.web.deps import READ_ERRORS, Service
 from monitor.web.metrics import CONTENT_TYPE
@@ -76,10 +77,7 @@ async def ready(service: Service, request: Request, response: Response) -> Ready
         if service.engine is not None
         else CheckOut(ok=False, detail="loading state from the database")
     )
-    connected = service.link is not None and service.link.connected
-    checks["broker"] = CheckOut(
-        ok=connected, detail="connected" if connected else "not connected to the broker"
-    )
+    checks["broker"] = _broker_check(service)
     database = await probe.check(service)
     if database.ok and not writer.db_ok:
         database = CheckOut(ok=False, detail=f"last write failed: {writer.last_error}")
@@ -94,6 +92,27 @@ async def ready(service: Service, request: Request, response: Response) -> Ready
     if not is_ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return ReadyOut(ready=is_ready, checks=checks)
+
+
+def _broker_check(service: Service) -> CheckOut:
+    link = service.link
+    if link is None:
+        return CheckOut(ok=False, detail="not connected to the broker (starting)")
+    if link.connected:
+        return CheckOut(ok=True, detail=f"connected to {link.where}")
+    since = ""
+    if link.down_since is not None:
+        since = f" since {iso(link.down_since)}"
+    failure = link.last_failure
+    if failure is None:
+        return CheckOut(
+            ok=False, detail=f"not connected to the broker{since}: connecting to {link.where}"
+        )
+    return CheckOut(
+        ok=False,
+        detail=f"not connected to the broker{since}: cannot connect to {link.where}: {failure} "
+        f"({link.failed_attempts} failed attempts, retrying)",
+    )
 
 
 async def _metrics_access(

@@ -1,0 +1,121 @@
+"""A monitor that cannot reach its broker keeps trying and says what is wrong, and where.
+
+Wrong password, closed port, unknown host: each is logged as what it is (never as a
+"lost" connection that never existed), repeated while it lasts, and shown in
+``/health/ready`` and ``clawbeat_broker_connect_failures_total{reason}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from broker.runner import free_port
+from monitor.service import MonitorService
+from monitor.settings import MonitorSettings
+from tests.harness.api import FAST, wait_for
+from tests.harness.mosquitto import TestBroker
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
+]
+
+
+@asynccontextmanager
+async def unconnected_monitor(database_url: str, mqtt_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    settings = MonitorSettings(
+        mqtt_url=mqtt_url,
+        database_url=database_url,
+        http_bind="127.0.0.1:0",
+        mqtt_report_every=1,
+        **FAST,
+    )
+    service = MonitorService(settings)
+    task = asyncio.create_task(service.run(), name="monitor")
+    try:
+        await wait_for(lambda: task.done() or service.http is not None, what="HTTP server")
+        assert service.http is not None, task.result()
+        async with httpx.AsyncClient(base_url=service.http.url) as client:
+            yield client
+    finally:
+        service.request_stop()
+        async with asyncio.timeout(20):
+            assert await task == 0
+
+
+async def _failures(client: httpx.AsyncClient) -> dict[str, float]:
+    text = (await client.get("/metrics")).text
+    return {
+        s.labels["reason"]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "clawbeat_broker_connect_failures_total"
+    }
+
+
+def _cases(broker: TestBroker) -> dict[str, tuple[str, str, str]]:
+    closed = free_port()
+    return {
+        # case: (URL, reason label, what the message says)
+        "wrong-password": (
+            broker.url(broker.monitor_user, "not-the-password"),
+            "auth",
+            "the broker refused the login",
+        ),
+        "closed-port": (f"mqtt://monitor:pw@127.0.0.1:{closed}", "refused", "connection refused"),
+        "unknown-host": (
+            "mqtt://monitor:pw@no-such-broker.invalid:1883",
+            "dns",
+            "does not resolve",
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", ["wrong-password", "closed-port", "unknown-host"])
+async def test_connect_failures_are_named_repeated_and_exposed(
+    broker: TestBroker, database_url: str, caplog: pytest.LogCaptureFixture, case: str
+) -> None:
+    url, reason, says = _cases(broker)[case]
+    where = url.split("@", 1)[1]
+    caplog.set_level(logging.DEBUG, logger="clawbeat.mqtt")
+
+    def reports() -> list[str]:
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "clawbeat.mqtt" and r.levelno >= logging.WARNING
+        ]
+
+    async with unconnected_monitor(database_url, url) as client:
+        # Repeated while it lasts: at least two reports, each naming the broker and why.
+        await wait_for(lambda: len(reports()) >= 2, timeout=30, what="two reports")
+        for line in reports():
+            assert line.startswith(f"cannot connect to broker mqtt://monitor@{where}: ")
+            assert says in line
+            assert "never connected" in line
+            assert "pw" not in line.split("@")[0]  # the password stays out of the log
+        assert not [m for m in reports() if "lost" in m]
+
+        ready = await client.get("/health/ready")
+        assert ready.status_code == 503
+        detail = ready.json()["checks"]["broker"]["detail"]
+        assert f"cannot connect to mqtt://monitor@{where}" in detail
+        assert says in detail
+
+        # It keeps trying: the counter for this reason goes on growing.
+        first = (await _failures(client))[reason]
+        assert first >= 2
+
+        async def more() -> bool:
+            return (await _failures(client))[reason] > first
+
+        await wait_for(more, timeout=30, what="another attempt")
+        others = {k: v for k, v in (await _failures(client)).items() if k != reason}
+        assert set(others.values()) == {0}
