@@ -247,6 +247,12 @@ class Quiet:
     windows: tuple[Window, ...] = ()
     mutes: tuple[Mute, ...] = ()
 
+    def in_effect(self, at: datetime) -> dict[str, str]:
+        """What is active at ``at``: ``"maintenance #3"`` -> what it covers (for logs)."""
+        active = {f"maintenance #{w.id}": w.scope.describe() for w in self.windows if w.active(at)}
+        active.update({f"mute #{m.id}": m.scope.describe() for m in self.mutes if m.active(at)})
+        return active
+
     def silenced_by(
         self, device_id: str, device_class: str, tags: frozenset[str], at: datetime
     ) -> str | None:

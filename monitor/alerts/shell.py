@@ -133,6 +133,7 @@ class Alerting:
         self._rules: list[Rule] = []
         self._channels: list[str] = []
         self._quiet = Quiet()
+        self._in_effect: dict[str, str] = {}
         self._tags: dict[str, frozenset[str]] = {}
         self._config_version: str | None = None
         self._tags_loaded_at = 0.0
@@ -308,6 +309,16 @@ class Alerting:
                 self._config_version = version
                 self._tags_loaded_at = mono
         self.core.set_quiet(self._quiet)
+        self._log_quiet_changes(now)
+
+    def _log_quiet_changes(self, now: datetime) -> None:
+        """Say when a window or mute starts or stops silencing devices, once each."""
+        active = self._quiet.in_effect(now)
+        for label in sorted(active.keys() - self._in_effect.keys()):
+            self._log.info("alerting: %s in effect: %s", label, active[label])
+        for label in sorted(self._in_effect.keys() - active.keys()):
+            self._log.info("alerting: %s no longer in effect", label)
+        self._in_effect = active
 
     def _context(self, device_id: str) -> DeviceContext:
         engine = self._engine
