@@ -33,6 +33,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from device_client.core import DeviceCore, Phase
 from device_client.endpoint import Endpoint
 from device_client.errors import ConnectRefused
+from device_client.log_throttle import LogThrottle
 
 MetricsCallback = Callable[[], Mapping[str, Any]]
 
@@ -65,26 +66,6 @@ class LinkListener:
 
     def on_stopped(self, link: Link, delivered: bool) -> None:
         """The link stopped; ``delivered`` says whether presence shutdown was acknowledged."""
-
-
-class _Throttle:
-    """At most one log line per key per period (network input and user callbacks repeat)."""
-
-    def __init__(self, period: float = 60.0) -> None:
-        self._period = period
-        self._last: dict[str, float] = {}
-        self.suppressed: dict[str, int] = {}
-
-    def allow(self, key: str, now: float) -> bool:
-        last = self._last.get(key)
-        if last is not None and now - last < self._period:
-            self.suppressed[key] = self.suppressed.get(key, 0) + 1
-            return False
-        self._last[key] = now
-        return True
-
-    def take_suppressed(self, key: str) -> int:
-        return self.suppressed.pop(key, 0)
 
 
 class Link:
@@ -132,7 +113,7 @@ class Link:
         self._shutdown_acked = False
         self._first_reported = False
         self._finished = False
-        self._throttle = _Throttle()
+        self._throttle = LogThrottle(period=60.0)
 
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -312,7 +293,7 @@ class Link:
                     self.device_id,
                     outcome.problem,
                     outcome.interval,
-                    self._suppressed_note("config"),
+                    self._throttle.note("config"),
                 )
         elif outcome.changed:
             self.log.info(
@@ -454,7 +435,7 @@ class Link:
                     self.log.exception(
                         "device %s: metrics callback failed; heartbeat sent without metrics%s",
                         self.device_id,
-                        self._suppressed_note("metrics"),
+                        self._throttle.note("metrics"),
                     )
         beat = self.core.heartbeat(now, time.time(), metrics)
         if beat.metrics_problem is not None and self._throttle.allow("encode", now):
@@ -462,7 +443,7 @@ class Link:
                 "device %s: metrics left out of the heartbeat (%s)%s",
                 self.device_id,
                 beat.metrics_problem,
-                self._suppressed_note("encode"),
+                self._throttle.note("encode"),
             )
         message = beat.message
         self.client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
@@ -538,10 +519,6 @@ class Link:
         if not self._first_reported:
             self._first_reported = True
             self._listener.on_first_outcome(self, error)
-
-    def _suppressed_note(self, key: str) -> str:
-        count = self._throttle.take_suppressed(key)
-        return f" ({count} similar suppressed)" if count else ""
 
 
 def _tls_pending(sock: Any) -> bool:

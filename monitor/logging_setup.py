@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Any, ClassVar
 
+from device_client.log_throttle import LogThrottle
+
 # Attributes every LogRecord has; anything else was passed via ``extra=`` and is data.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -60,9 +62,7 @@ class RateLimitedLog:
 
     def __init__(self, logger: logging.Logger, period: float = 10.0) -> None:
         self._logger = logger
-        self._period = period
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
+        self._throttle = LogThrottle(period)
 
     def warning(self, key: str, msg: str, *args: object) -> None:
         self._emit(logging.WARNING, key, msg, args, exc_info=False)
@@ -74,16 +74,6 @@ class RateLimitedLog:
     def _emit(
         self, level: int, key: str, msg: str, args: tuple[object, ...], *, exc_info: bool
     ) -> None:
-        now = time.monotonic()
-        last = self._last.get(key)
-        if last is not None and now - last < self._period:
-            self._suppressed[key] = self._suppressed.get(key, 0) + 1
-            return
-        if len(self._last) > 10_000:  # bound memory under hostile key churn
-            self._last.clear()
-            self._suppressed.clear()
-        self._last[key] = now
-        suppressed = self._suppressed.pop(key, 0)
-        if suppressed:
-            msg += f" ({suppressed} similar suppressed)"
-        self._logger.log(level, msg, *args, exc_info=exc_info)
+        if self._throttle.allow(key, time.monotonic()):
+            line = msg + self._throttle.note(key)
+            self._logger.log(level, line, *args, exc_info=exc_info)
