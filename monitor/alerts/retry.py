@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from device_client.backoff import spread_delay
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
@@ -23,8 +25,7 @@ class RetryPolicy:
 
     def delay(self, attempts: int, jitter: float = 1.0) -> float:
         """Seconds to wait after ``attempts`` failed attempts."""
-        exponent = min(max(attempts - 1, 0), 60)
-        return min(self.cap, self.base * 2.0**exponent * jitter)
+        return spread_delay(attempts - 1, base=self.base, cap=self.cap, factor=jitter)
 
     def gives_up(self, attempts: int) -> bool:
         return attempts >= self.max_attempts

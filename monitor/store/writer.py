@@ -43,6 +43,7 @@ from typing import Final, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from device_client.backoff import Backoff
 from monitor.store import repository
 from monitor.store.database import translated
 from monitor.store.errors import DataRejected, StoreError, StoreUnavailable, WriterClosed
@@ -127,8 +128,6 @@ class WriteBehind:
         self._max_devices = max_pending_devices
         self._max_transitions = max_pending_transitions
         self._max_rollups = max_pending_rollups
-        self._retry_initial = retry_initial
-        self._retry_max = retry_max
         self._flush_timeout = flush_timeout
         self._close_timeout = close_timeout
         self._log = logger or logging.getLogger("clawbeat.store.writer")
@@ -156,7 +155,8 @@ class WriteBehind:
         self._db_ok = True
         self._last_error: str | None = None
         self._outage_started: float | None = None
-        self._retry_delay = retry_initial
+        # Proportional jitter keeps several monitor replicas from retrying in lockstep.
+        self._backoff = Backoff(base=retry_initial, cap=retry_max, rng=random.Random(), spread=0.2)
         self._overflowing: set[str] = set()
         self.stats = WriterStats()
 
@@ -300,7 +300,7 @@ class WriteBehind:
                 try:
                     await self._flush(full=full)
                 except StoreUnavailable:
-                    retry_at = time.monotonic() + self._next_retry_delay()
+                    retry_at = time.monotonic() + self._backoff.next_delay()
                 if full:
                     next_window = time.monotonic() + self._flush_interval
         finally:
@@ -361,12 +361,6 @@ class WriteBehind:
                 # A put during an outage: it waits for the next retry like the rest.
                 self._wake.clear()
 
-    def _next_retry_delay(self) -> float:
-        delay = self._retry_delay
-        self._retry_delay = min(self._retry_delay * 2, self._retry_max)
-        # Jitter keeps several monitor replicas from retrying in lockstep.
-        return float(delay * random.uniform(0.8, 1.2))
-
     async def _flush(self, *, full: bool, rollups: bool = False) -> None:
         async with self._lock:
             # Cleared before taking rows: a transition put while this flush runs sets
@@ -421,7 +415,7 @@ class WriteBehind:
                 )
             self._db_ok = True
             self._outage_started = None
-            self._retry_delay = self._retry_initial
+            self._backoff.reset()
             self._last_error = None
             if len(self._devices) < self._max_devices:
                 self._overflowing.discard("devices")

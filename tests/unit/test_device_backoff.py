@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from device_client.backoff import Backoff
+from device_client.backoff import Backoff, spread_delay
 
 
 class _Max(random.Random):
@@ -57,3 +57,19 @@ def test_years_of_failures_do_not_overflow() -> None:
 def test_nonsense_parameters_are_refused(base: float, cap: float) -> None:
     with pytest.raises(ValueError, match="backoff"):
         Backoff(base=base, cap=cap, rng=random.Random())
+
+
+def test_proportional_spread_stays_near_the_step_and_under_the_cap() -> None:
+    backoff = Backoff(base=1.0, cap=8.0, rng=random.Random(7), spread=0.2)
+    steps = [1.0, 2.0, 4.0, 8.0, 8.0]
+    for expected in steps:
+        delay = backoff.next_delay()
+        assert 0.8 * expected <= delay <= min(8.0, 1.2 * expected)
+    backoff.reset()
+    assert backoff.ceiling() == 1.0
+
+
+def test_spread_delay_is_pure_and_capped() -> None:
+    assert spread_delay(0, base=5.0, cap=900.0, factor=1.2) == 6.0
+    assert spread_delay(3, base=5.0, cap=900.0, factor=1.0) == 40.0
+    assert spread_delay(10_000, base=5.0, cap=900.0, factor=1.2) == 900.0
