@@ -1,0 +1,100 @@
+"""From messages on source topics to engine events: route, decode, resolve, count.
+
+The shell's counterpart of ``monitor/ingest.py`` for the conventions in this package:
+each message goes to the first source whose filters match it, its events are resolved
+(``resolve.py``) and handed to the same sink protocol v1 uses, so warm-up, blind mode,
+will hold and sessions apply alike. Bad input is never an exception that escapes: it is
+counted per source and reason, logged (rate-limited) and dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from typing import Final
+
+from device_client.protocol import Heartbeat
+from monitor.ingest import IngestSink
+from monitor.liveness.outcomes import Outcome
+from monitor.logging_setup import RateLimitedLog
+from monitor.sources.base import Adapter
+from monitor.sources.events import Ignored, Malformed
+from monitor.sources.resolve import SessionResolver, SessionView
+from monitor.sources.topics import filter_matches
+
+_HEARTBEAT_KEYS: Final = {o: f"heartbeat_{o.value}" for o in Outcome}
+_PRESENCE_KEYS: Final = {o: f"presence_{o.value}" for o in Outcome}
+
+
+class SourceIngest:
+    def __init__(
+        self,
+        adapters: Sequence[Adapter],
+        sink: IngestSink,
+        view: SessionView,
+        logger: logging.Logger,
+    ) -> None:
+        self.adapters = tuple(adapters)
+        self.sink = sink
+        self.view = view
+        self.resolver = SessionResolver(view)
+        self.counts: Counter[str] = Counter()
+        """Totals across sources (same keys as protocol v1 ingest)."""
+        self.per_source: dict[str, Counter[str]] = {a.name: Counter() for a in self.adapters}
+        self._ratelimited = RateLimitedLog(logger)
+
+    @property
+    def filters(self) -> tuple[str, ...]:
+        seen: dict[str, None] = {}
+        for adapter in self.adapters:
+            for topic_filter in adapter.filters:
+                seen.setdefault(topic_filter, None)
+        return tuple(seen)
+
+    def claims(self, topic: str) -> bool:
+        return any(filter_matches(f, topic) for adapter in self.adapters for f in adapter.filters)
+
+    def handle(self, topic: str, payload: bytes, retained: bool, now: float, wall: float) -> bool:
+        """Feed one message; False if no source claims its topic."""
+        for adapter in self.adapters:
+            if not any(filter_matches(f, topic) for f in adapter.filters):
+                continue
+            decoded = adapter.decode(topic, payload, wall=wall, view=self.view)
+            if decoded is None:
+                continue
+            self._count(adapter.name, "received")
+            if isinstance(decoded, Malformed):
+                self._count(adapter.name, decoded.reason)
+                # Keyed by source and reason, not topic: cycling topics can't defeat it.
+                self._ratelimited.warning(
+                    f"{adapter.name}:{decoded.reason}",
+                    "source %s: dropped message on %r: %s",
+                    adapter.name,
+                    topic[:200],
+                    decoded.detail,
+                )
+                return True
+            if isinstance(decoded, Ignored):
+                self._count(adapter.name, f"ignored_{decoded.reason}")
+                return True
+            for event in decoded:
+                device_id, message = self.resolver.resolve(
+                    event, interval=adapter.interval, wall=wall, retained=retained
+                )
+                if isinstance(message, Heartbeat):
+                    result = self.sink.heartbeat(
+                        device_id, message, retained=retained, now=now, wall=wall
+                    )
+                    self._count(adapter.name, _HEARTBEAT_KEYS[result.outcome])
+                else:
+                    result = self.sink.presence(
+                        device_id, message, retained=retained, now=now, wall=wall
+                    )
+                    self._count(adapter.name, _PRESENCE_KEYS[result.outcome])
+            return True
+        return False
+
+    def _count(self, source: str, key: str) -> None:
+        self.counts[key] += 1
+        self.per_source[source][key] += 1
