@@ -10,16 +10,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
-
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import Final, cast
 
 from device_client.protocol import validate_device_id, validate_interval
 from monitor.cli_common import add_database_option, db_session, settings_from
-from monitor.service import CONFIG_VERSION_KEY
+from monitor.liveness.policy import DEFAULT_GRACE, DEFAULT_LOST_AFTER, DEFAULT_MISSED_LIMIT
+from monitor.ops import config_version
+from monitor.ops.classes import ClassSettings, change_class
 from monitor.store import repository
-from monitor.store.rows import ClassSpec
+from monitor.store.models import DeviceClass
 
 
 def add_manage_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,25 +51,55 @@ def add_manage_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     p = csub.add_parser("list", help="list classes")
     add_database_option(p)
     p.set_defaults(func=_list_classes)
-    p = csub.add_parser("set", help="create or update a class")
+    p = csub.add_parser(
+        "set",
+        help="create a class or change some of its settings",
+        description="Create a class, or change the settings given of an existing one; the "
+        "settings not given keep their values (a new class starts from the defaults: "
+        f"grace {DEFAULT_GRACE:g} s, missed limit {DEFAULT_MISSED_LIMIT}, lost after "
+        f"{DEFAULT_LOST_AFTER:g} s).",
+    )
     p.add_argument("name")
-    p.add_argument("--interval", type=float, help="expected seconds between heartbeats")
-    p.add_argument("--grace", type=float, default=10.0, help="seconds (%(default)s)")
-    p.add_argument("--missed-limit", type=int, default=3, help="(%(default)s)")
-    p.add_argument("--lost-after", type=float, default=86400.0, help="seconds (%(default)s)")
-    p.add_argument("--description", default="")
+    # SUPPRESS: a setting not given is absent from args, so it is left unchanged.
+    p.add_argument(
+        "--interval",
+        dest="class_interval",
+        type=_seconds_or("device"),
+        default=argparse.SUPPRESS,
+        metavar="SECONDS|device",
+        help="expected seconds between heartbeats; 'device': trust what each device announces",
+    )
+    p.add_argument(
+        "--grace",
+        dest="class_grace",
+        type=float,
+        default=argparse.SUPPRESS,
+        metavar="SECONDS",
+        help="slack before a silent device is late",
+    )
+    p.add_argument(
+        "--missed-limit",
+        dest="class_missed_limit",
+        type=int,
+        default=argparse.SUPPRESS,
+        metavar="N",
+        help="missed intervals before stale",
+    )
+    p.add_argument(
+        "--lost-after",
+        dest="class_lost_after",
+        type=_seconds_or("never"),
+        default=argparse.SUPPRESS,
+        metavar="SECONDS|never",
+        help="seconds stale or offline before lost",
+    )
+    p.add_argument("--description", dest="class_description", default=argparse.SUPPRESS)
     add_database_option(p)
     p.set_defaults(func=_set_class_spec)
     p = csub.add_parser("remove", help="delete an unused class")
     p.add_argument("name")
     add_database_option(p)
     p.set_defaults(func=_remove_class)
-
-
-async def _bump(session: AsyncSession) -> None:
-    await repository.set_meta(
-        session, key=CONFIG_VERSION_KEY, value=uuid.uuid4().hex, now=datetime.now(UTC)
-    )
 
 
 def _change(args: argparse.Namespace, action: str) -> int:
@@ -94,7 +125,7 @@ def _change(args: argparse.Namespace, action: str) -> int:
                 )
             elif action == "forget":
                 await repository.delete_device(session, device_id=args.device_id)
-            await _bump(session)
+            await config_version.bump(session)
             await session.commit()
 
     if action == "interval" and args.seconds != "clear":
@@ -149,27 +180,42 @@ def _list_classes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds_or(word: str) -> Callable[[str], float | None]:
+    """An argparse type: a number of seconds, or ``word`` for ``None``."""
+
+    def parse(text: str) -> float | None:
+        if text == word:
+            return None
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"a number of seconds or {word!r}") from None
+
+    return parse
+
+
+_CLASS_SETTINGS: Final = ("interval", "grace", "missed_limit", "lost_after", "description")
+
+
 def _set_class_spec(args: argparse.Namespace) -> int:
-    spec = ClassSpec(
-        name=validate_device_id(args.name),
-        interval=args.interval,
-        grace=args.grace,
-        missed_limit=args.missed_limit,
-        lost_after=args.lost_after,
-        description=args.description,
-    )
+    name = validate_device_id(args.name)
+    given = {k: getattr(args, f"class_{k}") for k in _CLASS_SETTINGS if hasattr(args, f"class_{k}")}
+    settings = cast(ClassSettings, given)
 
-    async def run() -> None:
+    async def run() -> tuple[DeviceClass, bool]:
         async with db_session(settings_from(args).database_url) as session:
-            if await repository.get_class(session, name=spec.name) is None:
-                await repository.create_class(session, spec=spec)
-            else:
-                await repository.update_class(session, spec=spec)
-            await _bump(session)
+            cls, created = await change_class(session, name=name, settings=settings, create=True)
+            await config_version.bump(session)
             await session.commit()
+            return cls, created
 
-    asyncio.run(run())
-    print(f"class {spec.name!r} saved")
+    cls, created = asyncio.run(run())
+    print(
+        f"class {cls.name!r} {'created' if created else 'saved'}: interval "
+        f"{cls.interval if cls.interval is not None else 'device'}, grace {cls.grace:g}, "
+        f"missed limit {cls.missed_limit}, lost after "
+        f"{'never' if cls.lost_after is None else format(cls.lost_after, 'g')}"
+    )
     return 0
 
 
@@ -177,7 +223,7 @@ def _remove_class(args: argparse.Namespace) -> int:
     async def run() -> None:
         async with db_session(settings_from(args).database_url) as session:
             await repository.delete_class(session, name=args.name)
-            await _bump(session)
+            await config_version.bump(session)
             await session.commit()
 
     asyncio.run(run())

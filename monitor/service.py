@@ -42,6 +42,7 @@ from monitor.liveness.policy import DEFAULT_CLASS, Policy
 from monitor.liveness.snapshot import DeviceSnapshot
 from monitor.liveness.states import Transition
 from monitor.mqtt_link import LinkOptions, MqttLink, Outgoing
+from monitor.ops.config_version import CONFIG_VERSION_KEY
 from monitor.publish import monitor_presence_payload, status_payload, summary_payload
 from monitor.settings import MonitorSettings
 from monitor.state_rows import (
@@ -68,8 +69,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("clawbeat.monitor")
 
 _V = TypeVar("_V")
-
-CONFIG_VERSION_KEY = "config_version"
 
 
 @dataclass

@@ -10,16 +10,16 @@ the response is sent.
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, HTTPException, Response, status
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from monitor.service import CONFIG_VERSION_KEY
+from monitor.ops import config_version
+from monitor.ops.classes import ClassSettings, change_class, replace_class
+from monitor.ops.errors import InvalidClassSetting
 from monitor.store import reports, repository
-from monitor.store.errors import ClassExists, ClassInUse, ClassNotFound, DeviceNotFound
+from monitor.store.errors import ClassInUse, ClassNotFound, DeviceNotFound
 from monitor.store.rows import ClassSpec
 from monitor.web.auth import Admin
 from monitor.web.deps import ADMIN_ERRORS, CONFLICT, NOT_FOUND, ClassPath, DevicePath, Service
@@ -32,14 +32,6 @@ router = APIRouter(prefix="/api", responses=ADMIN_ERRORS)
 _UNPROCESSABLE: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorOut, "description": "Invalid input (e.g. an unknown class)"}
 }
-
-
-async def _bump(session: AsyncSession) -> tuple[str, str | None]:
-    """Announce a change: returns the new configuration version and the one it replaced."""
-    previous = await repository.get_meta(session, key=CONFIG_VERSION_KEY)
-    version = uuid.uuid4().hex
-    await repository.set_meta(session, key=CONFIG_VERSION_KEY, value=version, now=datetime.now(UTC))
-    return version, previous
 
 
 @router.patch(
@@ -85,7 +77,7 @@ async def patch_device(
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
         except ClassNotFound as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
-        version, previous = await _bump(session)
+        version, previous = await config_version.bump(session)
         await session.commit()
     await service.apply_config_change(version, previous=previous, device_ids=[device_id])
     async with service.sessions() as session:
@@ -116,16 +108,12 @@ def _spec(name: str, body: ClassIn) -> ClassSpec:
     "pushed to each of them that has no override of its own.",
 )
 async def put_class(service: Service, _: Admin, name: ClassPath, body: ClassIn) -> ClassOut:
-    spec = _spec(name, body)
     async with service.sessions() as session:
-        if await repository.get_class(session, name=name) is None:
-            try:
-                cls = await repository.create_class(session, spec=spec)
-            except ClassExists:  # created concurrently: replace it like an update
-                cls = await repository.update_class(session, spec=spec)
-        else:
-            cls = await repository.update_class(session, spec=spec)
-        version, previous = await _bump(session)
+        try:
+            cls = await replace_class(session, spec=_spec(name, body))
+        except InvalidClassSetting as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+        version, previous = await config_version.bump(session)
         await session.commit()
         members = await reports.count_devices_by_class(session)
     await service.apply_config_change(version, previous=previous, device_ids=None)
@@ -141,22 +129,16 @@ async def put_class(service: Service, _: Admin, name: ClassPath, body: ClassIn) 
     "trusting each device's announced interval, `lost_after: null` means never lost.",
 )
 async def patch_class(service: Service, _: Admin, name: ClassPath, body: ClassPatch) -> ClassOut:
+    # The same operation as `clawbeat classes set`, except that it creates nothing.
+    settings = cast(ClassSettings, body.model_dump(exclude_unset=True))
     async with service.sessions() as session:
-        current = await repository.get_class(session, name=name)
-        if current is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no device class {name!r}")
-        merged = ClassIn(
-            interval=current.interval,
-            grace=current.grace,
-            missed_limit=current.missed_limit,
-            lost_after=current.lost_after,
-            description=current.description,
-        ).model_copy(update=body.model_dump(exclude_unset=True))
         try:
-            cls = await repository.update_class(session, spec=_spec(name, merged))
+            cls, _created = await change_class(session, name=name, settings=settings, create=False)
         except ClassNotFound as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
-        version, previous = await _bump(session)
+        except InvalidClassSetting as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+        version, previous = await config_version.bump(session)
         await session.commit()
         members = await reports.count_devices_by_class(session)
     await service.apply_config_change(version, previous=previous, device_ids=None)
@@ -178,7 +160,7 @@ async def delete_class(service: Service, _: Admin, name: ClassPath) -> Response:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
         except ClassInUse as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
-        version, previous = await _bump(session)
+        version, previous = await config_version.bump(session)
         await session.commit()
     await service.apply_config_change(version, previous=previous, device_ids=None)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
