@@ -100,8 +100,21 @@ def _password(args: argparse.Namespace) -> str:
     return first
 
 
+def _user_name(name: str) -> str:
+    """A username by the device id rule, which service users (monitor, ops) also meet.
+
+    Every user is matched by the ACL's ``%u`` patterns and its name becomes a topic level:
+    a name with ``/``, ``+``, ``#``, spaces or other characters would give a device other
+    topics than its own, or none the monitor reads.
+    """
+    try:
+        return validate_device_id(name)
+    except InvalidDeviceId as exc:
+        raise BrokerToolError(str(InvalidDeviceId(name, what="username"))) from exc
+
+
 def _cmd_add_user(args: argparse.Namespace) -> int:
-    add_users(args.file, {args.name: _password(args)})
+    add_users(args.file, {_user_name(args.name): _password(args)})
     print(f"user {args.name!r} written to {args.file} (reload the broker: SIGHUP)")
     return 0
 

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from broker.errors import BrokerToolError
 
-# Service accounts may use names devices can't (there is no overlap check on device ids
-# beyond this: a device id equal to a service user name is refused by the tooling).
+# What would break the password file itself. The CLI applies the stricter device id rule
+# to every name it is given; the test harness uses this module directly to provision
+# hostile names on purpose (the monitor must drop what such users publish).
 _FORBIDDEN = frozenset(":\n\r")
 
 

@@ -72,6 +72,31 @@ def test_broker_users_are_hashed_by_mosquitto_passwd(tmp_path: Path) -> None:
     assert "invalid device id" in bad.stderr
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["a/b", "a+b", "a#b", "$SYS", "../x", "a b", "quote'id", 'dq"id', "zero\u200bwidth",
+     "<b>x</b>", "x" * 65, "", "colon:name", "pümpe"],
+    ids=["slash", "plus", "hash", "sys", "dotdot-slash", "space", "quote", "double-quote",
+         "zero-width", "html", "over-long", "empty", "colon", "non-ascii"],
+)  # fmt: skip
+def test_broker_add_user_refuses_names_that_are_not_device_ids(tmp_path: Path, name: str) -> None:
+    passwd = tmp_path / "passwd"
+    result = clawbeat("broker", "add-user", name, "--password", "pw-1", "--file", str(passwd))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("clawbeat broker: error: invalid username ")
+    assert result.stderr.count("\n") == 1, result.stderr  # one line, control characters escaped
+    assert not passwd.exists()
+
+
+def test_broker_add_user_takes_every_valid_id(tmp_path: Path) -> None:
+    passwd = tmp_path / "passwd"
+    for name in ("monitor", "pump-7", "a.b_c-D", "x" * 64):
+        result = clawbeat("broker", "add-user", name, "--password", "pw-1", "--file", str(passwd))
+        assert result.returncode == 0, result.stderr
+    assert list_users(passwd) == sorted(["monitor", "pump-7", "a.b_c-D", "x" * 64])
+
+
 def test_broker_acl_for_another_root() -> None:
     result = clawbeat("broker", "acl", "--root", "fleet/v1")
     assert result.returncode == 0
