@@ -507,8 +507,8 @@ def _add_maintenance(subparsers: _Sub) -> None:
         help="maintenance windows: no alerts for the devices they cover",
         description="One-off: --for 2h (from now), or --start/--end (ISO 8601; without a "
         "zone, in --tz). Recurring: --every 'mon-fri 02:00' --for 2h [--tz Europe/Berlin]; "
-        "days are mon..sun, ranges (mon-fri), lists (sat,sun) or 'daily'. A device already "
-        "down when a window ends does not alert; it alerts again once it has been up.",
+        "days are mon..sun, ranges (mon-fri), lists (sat,sun) or 'daily'. A device"
+        " that went down inside a window and is still down when it ends is alerted then.",
     )
     sub = maint.add_subparsers(dest="maintenance_command", required=True, metavar="COMMAND")
     p = sub.add_parser("add", help="add a window")

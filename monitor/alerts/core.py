@@ -14,8 +14,9 @@ Levels (``levels.py``)
       QUIET, NEUTRAL, MAINTENANCE) and by whether the device was already down before
       it. Only UP -> DOWN *opens* an alert; DOWN -> DOWN only updates an alert that is
       open ("worse": offline -> lost); DOWN -> UP only resolves one. A device that went
-      down silently (maintenance, mute, an announced shutdown, before alerting existed)
-      therefore stays silent until it has been up again.
+      down silently (engine maintenance, an announced shutdown, before alerting
+      existed) therefore stays silent until it has been up again; one silenced by a
+      maintenance window or a mute is alerted when the silence ends (A9).
 
 Hold (storm window)
   A2  A device going down is *held* for ``storm_window`` seconds before its alert is
@@ -46,9 +47,14 @@ Flapping
 
 Maintenance and mutes (``schedule.py``)
   A8  A drop of a silenced device opens nothing and is not counted as a change; a held
-      drop silenced by the time it is due is dropped. Recoveries of alerts that were
-      sent always go out. Entering engine maintenance (``devices maintenance on``)
-      resolves the device's open alert without a notification.
+      drop silenced by the time it is due is not released either. Recoveries of alerts
+      that were sent always go out. Entering engine maintenance (``devices maintenance
+      on``) resolves the device's open alert without a notification.
+  A9  A silenced drop is remembered while the device stays down. When nothing silences
+      it any more (the window ended, the mute expired) and it is still down, it is held
+      as a drop from that moment (A2, A4: one alert, or one outage when a window over
+      many devices ends with many of them dead). Coming back, an announced shutdown or
+      engine maintenance forgets it.
 """
 
 from __future__ import annotations
@@ -208,6 +214,16 @@ class _Held:
 
 
 @dataclass(slots=True)
+class _Silenced:
+    """A drop nobody was told about because ``by`` silenced it (A9)."""
+
+    key: str
+    device: DeviceState
+    severity: Severity
+    by: str
+
+
+@dataclass(slots=True)
 class _OpenView:
     severity: Severity
     state: str
@@ -244,6 +260,7 @@ class CoreCounts:
     flapping: int
     incidents: int
     incident_members: int
+    silenced_down: int = 0
 
 
 class AlertCore:
@@ -261,6 +278,11 @@ class AlertCore:
         self._incidents: dict[str, _Incident] = {}
         self._member: dict[str, str] = {}
         self._last_prune = -math.inf
+        # A9: silenced drops by device, and the devices each window or mute silences,
+        # so a tick only looks at the devices of windows that ended.
+        self._silenced_down: dict[str, _Silenced] = {}
+        self._silenced_by: dict[str, set[str]] = {}
+        self._last_silence_check = -math.inf
 
     # ------------------------------------------------------------------ configuration
 
@@ -363,6 +385,7 @@ class AlertCore:
             assert severity is not None
             self._down_again(state, severity, key, out)
         elif came_up:
+            self._forget_silenced(dev)
             if self._held_down.pop(dev, None) is None and dev in self._open:
                 view = self._open[dev]
                 self._held_up[dev] = _Held(key, state, view.severity, now)
@@ -370,6 +393,7 @@ class AlertCore:
             # QUIET: an announced shutdown. An alert not sent yet is dropped (the device
             # said goodbye); an open one stays open until the device is back.
             self._held_down.pop(dev, None)
+            self._forget_silenced(dev)
         return out
 
     def tick(self, *, now: float, wall: float, fleet_size: int, settled: bool) -> list[Intent]:
@@ -379,6 +403,7 @@ class AlertCore:
         out: list[Intent] = []
         threshold = self.options.threshold(fleet_size)
         self._tick_incidents(now, wall, out)
+        self._unsilence(now, wall)
         self._release_downs(now, wall, threshold, out, flush=False)
         self._release_ups(now, wall, threshold, out, flush=False)
         self._tick_flapping(now, out)
@@ -404,6 +429,7 @@ class AlertCore:
             flapping=len(self._flapping),
             incidents=len(self._incidents),
             incident_members=len(self._member),
+            silenced_down=len(self._silenced_down),
         )
 
     def has_open_alert(self, device_id: str) -> bool:
@@ -431,13 +457,14 @@ class AlertCore:
         out: list[Intent],
     ) -> list[Intent]:
         dev = state.device_id
-        if silenced is not None:
-            return out
         if self._held_up.pop(dev, None) is not None:
             # Its recovery was still held: the alert stays open, nothing was said.
             self._open[dev].state = state.state
             return out
         if dev in self._open:
+            return out
+        if silenced is not None:
+            self._remember_silenced(_Silenced(key, state, severity, silenced))
             return out
         incident = self._absorbing_incident(now)
         if incident is not None:
@@ -458,6 +485,11 @@ class AlertCore:
         if held is not None:
             held.device = state
             held.severity = worst(held.severity, severity) or severity
+            return
+        quiet = self._silenced_down.get(dev)
+        if quiet is not None:
+            quiet.device = state
+            quiet.severity = worst(quiet.severity, severity) or severity
             return
         view = self._open.get(dev)
         if view is None or view.state == state.state:
@@ -539,8 +571,11 @@ class AlertCore:
         oldest = next(iter(held.values()))
         if not flush and now - oldest.held_at < window:
             return
-        for dev in [d for d, h in held.items() if self._silenced(d, h.device.context, wall)]:
-            del held[dev]
+        for dev, entry in list(held.items()):
+            by = self._silenced(dev, entry.device.context, wall)
+            if by is not None:
+                del held[dev]
+                self._remember_silenced(_Silenced(entry.key, entry.device, entry.severity, by))
         if not held:
             return
         if len(held) >= threshold:
@@ -681,7 +716,52 @@ class AlertCore:
         at = datetime.fromtimestamp(wall, UTC)
         return quiet.silenced_by(dev, context.device_class, context.tags, at)
 
+    def _remember_silenced(self, entry: _Silenced) -> None:
+        dev = entry.device.device_id
+        self._forget_silenced(dev)
+        self._silenced_down[dev] = entry
+        self._silenced_by.setdefault(entry.by, set()).add(dev)
+
+    def _forget_silenced(self, dev: str) -> None:
+        entry = self._silenced_down.pop(dev, None)
+        if entry is None:
+            return
+        devices = self._silenced_by.get(entry.by)
+        if devices is not None:
+            devices.discard(dev)
+            if not devices:
+                del self._silenced_by[entry.by]
+
+    def _unsilence(self, now: float, wall: float) -> None:
+        """A9: silenced drops whose silence is over are held as drops from now on."""
+        if not self._silenced_down:
+            return
+        if now - self._last_silence_check >= _FLIP_PRUNE_EVERY:
+            # Now and then every one: a device's tags or class may have left a scope.
+            self._last_silence_check = now
+            candidates = list(self._silenced_down)
+        else:
+            active = self._quiet.labels_in_effect(datetime.fromtimestamp(wall, UTC))
+            candidates = [
+                dev
+                for label, devices in self._silenced_by.items()
+                if label not in active
+                for dev in devices
+            ]
+        for dev in candidates:
+            entry = self._silenced_down[dev]
+            by = self._silenced(dev, entry.device.context, wall)
+            if by == entry.by:
+                continue
+            self._forget_silenced(dev)
+            if by is not None:
+                # Another window or mute still covers it.
+                self._remember_silenced(_Silenced(entry.key, entry.device, entry.severity, by))
+            else:
+                self._held_down[dev] = _Held(entry.key, entry.device, entry.severity, now)
+
     def _drop_device(self, dev: str) -> None:
+        self._forget_silenced(dev)
         self._held_down.pop(dev, None)
         self._held_up.pop(dev, None)
         self._flips.pop(dev, None)

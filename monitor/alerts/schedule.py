@@ -14,7 +14,8 @@ A *mute* (snooze) covers its scope until an expiry time.
 
 While a device is covered, a change that would open an alert for it opens none, and
 its open alerts are not repeated or escalated. Recoveries of alerts that were sent
-still go out, so nobody is left believing a device is down.
+still go out, so nobody is left believing a device is down. A device still down when
+its silence ends is alerted then (the core's rule A9).
 """
 
 from __future__ import annotations
@@ -252,6 +253,12 @@ class Quiet:
         active = {f"maintenance #{w.id}": w.scope.describe() for w in self.windows if w.active(at)}
         active.update({f"mute #{m.id}": m.scope.describe() for m in self.mutes if m.active(at)})
         return active
+
+    def labels_in_effect(self, at: datetime) -> set[str]:
+        """The labels :meth:`silenced_by` may return at ``at``."""
+        labels = {f"maintenance #{w.id}" for w in self.windows if w.active(at)}
+        labels.update(f"mute #{m.id}" for m in self.mutes if m.active(at))
+        return labels
 
     def silenced_by(
         self, device_id: str, device_class: str, tags: frozenset[str], at: datetime

@@ -364,24 +364,82 @@ def _window(start: float, end: float, **scope: list[str]) -> Quiet:
     )
 
 
-def test_no_alerts_inside_a_window_none_when_it_ends_and_normal_ones_after() -> None:
+def test_no_alerts_inside_a_window_and_one_when_it_ends_with_the_device_still_down() -> None:
     d = Driver()
     d.core.set_quiet(_window(0.0, 100.0, devices=["pump"]))
     assert d.change("pump", ON, OFF, 10.0) == []
     assert d.tick(30.0) == []
+    assert d.change("pump", OFF, LOST, 60.0) == []  # worse, still inside: nothing
+    assert d.core.counts().silenced_down == 1
     # Other devices are not covered.
     d.change("fan", ON, OFF, 10.0)
     assert kinds(d.tick(30.2)) == ["OpenAlert"]
-    # The window ends with the pump still down (and going lost): still nothing.
-    assert d.tick(150.0) == []
-    assert d.change("pump", OFF, LOST, 160.0) == []
-    assert d.tick(180.0) == []
-    # Back up (no alert was sent, so no recovery either), then down again: alert.
-    assert d.change("pump", LOST, ON, 200.0) == []
-    d.change("pump", ON, STALE, 210.0)
-    (opened,) = d.tick(220.0)
+    # The window ends with the pump still down: held from then on (A2), then alerted
+    # with the state it is in now.
+    assert d.tick(100.0) == []
+    assert d.tick(109.0) == []
+    (opened,) = d.tick(110.0)
     assert isinstance(opened, OpenAlert)
-    assert opened.device.device_id == "pump"
+    assert (opened.device.device_id, opened.device.state) == ("pump", "lost")
+    assert d.core.counts().silenced_down == 0
+    # Back up: its recovery is sent like any other.
+    d.change("pump", LOST, ON, 200.0)
+    assert kinds(d.tick(210.0)) == ["ResolveAlert"]
+
+
+def test_a_device_back_before_the_window_ends_never_alerts() -> None:
+    d = Driver()
+    d.core.set_quiet(_window(0.0, 100.0, devices=["pump"]))
+    d.change("pump", ON, OFF, 10.0)
+    d.change("pump", OFF, ON, 50.0)
+    d.change("pump", ON, OFF, 60.0, Reason.SHUTDOWN)  # an announced shutdown: quiet
+    assert d.core.counts().silenced_down == 0
+    assert d.tick(100.0) == []
+    assert d.tick(200.0) == []
+    # Down again after the window: alerted normally.
+    d.change("pump", OFF, ON, 210.0)
+    d.change("pump", ON, STALE, 220.0)
+    assert kinds(d.tick(230.0)) == ["OpenAlert"]
+
+
+def test_a_window_over_many_devices_ending_with_them_dead_is_one_outage() -> None:
+    d = Driver(fleet=10)
+    d.core.set_quiet(_window(0.0, 100.0))
+    for i in range(6):
+        d.change(f"d{i}", ON, OFF, 10.0 + i)
+    assert d.tick(99.0) == []
+    d.tick(100.0)
+    (outage,) = d.tick(110.0)
+    assert isinstance(outage, OpenOutage)
+    assert len(outage.devices) == 6
+
+
+def test_a_device_covered_by_two_windows_waits_for_both() -> None:
+    d = Driver()
+    at = datetime.fromtimestamp(WALL0, UTC)
+    d.core.set_quiet(
+        Quiet(
+            windows=(
+                Window(1, Scope.of(devices=["pump"]), at, at + timedelta(seconds=50)),
+                Window(2, Scope.of(classes=["default"]), at, at + timedelta(seconds=100)),
+            )
+        )
+    )
+    d.change("pump", ON, OFF, 10.0)
+    assert d.tick(60.0) == []
+    assert d.tick(90.0) == []
+    d.tick(100.0)
+    assert kinds(d.tick(110.0)) == ["OpenAlert"]
+
+
+def test_engine_maintenance_forgets_a_silenced_drop() -> None:
+    d = Driver()
+    d.core.set_quiet(_window(0.0, 100.0))
+    d.change("pump", ON, OFF, 10.0)
+    d.change("pump", OFF, MAINT, 20.0)
+    assert d.core.counts().silenced_down == 0
+    d.tick(100.0)
+    assert d.tick(120.0) == []
 
 
 def test_a_window_starting_while_a_drop_is_held_silences_it() -> None:
@@ -412,8 +470,15 @@ def test_a_mute_silences_until_it_expires() -> None:
     d.core.set_quiet(Quiet(mutes=(Mute(1, Scope.of(classes=["default"]), until),)))
     d.change("pump", ON, OFF, 10.0)
     assert d.tick(30.0) == []
-    d.change("fan", ON, OFF, 60.0)
-    assert kinds(d.tick(70.0)) == ["OpenAlert"]
+    # Expired with the pump still down: held from the first tick after it (A9).
+    assert d.tick(52.0) == []
+    d.change("fan", ON, OFF, 55.0)
+    (pump,) = d.tick(62.0)
+    assert isinstance(pump, OpenAlert)
+    assert pump.device.device_id == "pump"
+    (fan,) = d.tick(65.0)
+    assert isinstance(fan, OpenAlert)
+    assert fan.device.device_id == "fan"
 
 
 def test_entering_engine_maintenance_resolves_quietly_and_leaving_it_down_is_silent() -> None:
