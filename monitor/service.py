@@ -53,11 +53,11 @@ from monitor.state_rows import (
     transition_row,
 )
 from monitor.status_refresh import last_seen_due, refresh_period
-from monitor.store import reports, repository
+from monitor.store import repository
 from monitor.store.database import create_engine_for, make_session_factory
 from monitor.store.migrate import check_schema
 from monitor.store.models import DeviceClass
-from monitor.store.rows import DeviceSnapshot as StoredDevice
+from monitor.store.rows import StoredDevice
 from monitor.store.writer import WriteBehind
 from monitor.transition_log import log_transitions
 from monitor.web.events import EventHub, transition_event
@@ -442,7 +442,7 @@ class MonitorService:
             if device_ids is None:
                 snapshots = await repository.load_devices(session)
             else:
-                snapshots = await reports.device_snapshots(session, ids=device_ids)
+                snapshots = await repository.stored_devices(session, ids=device_ids)
             current = await repository.get_meta(session, key=CONFIG_VERSION_KEY)
         if self.engine is None:
             return

@@ -14,8 +14,7 @@ from monitor.liveness.policy import Policy
 from monitor.liveness.snapshot import DeviceSnapshot
 from monitor.liveness.states import Reason, State, Transition
 from monitor.store.models import DeviceClass
-from monitor.store.rows import DeviceRow, TransitionRow
-from monitor.store.rows import DeviceSnapshot as StoredDevice
+from monitor.store.rows import DeviceRow, StoredDevice, TransitionRow
 from monitor.timefmt import from_datetime, to_datetime
 
 # A class whose lost_after is NULL never marks devices lost; the engine wants a number.

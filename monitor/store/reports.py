@@ -8,7 +8,6 @@ the database (indexed columns), so a page costs the same for ten devices or a mi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -32,7 +31,6 @@ from sqlalchemy.orm import QueryableAttribute
 
 from monitor.store.database import translates_errors
 from monitor.store.models import Device, HeartbeatRollup, Transition
-from monitor.store.rows import DeviceSnapshot as StoredDevice
 
 
 class DeviceSort(StrEnum):
@@ -258,36 +256,8 @@ __all__ = [
     "RollupSums",
     "count_devices_by_class",
     "count_transitions",
-    "device_snapshots",
     "list_tags",
     "page_devices",
     "rollup_sums",
     "state_history",
 ]
-
-
-@translates_errors("load devices")
-async def device_snapshots(session: AsyncSession, *, ids: Iterable[str]) -> list[StoredDevice]:
-    """Like :func:`repository.load_devices`, for the given ids only (unknown ids skipped)."""
-    wanted = sorted(set(ids))
-    if not wanted:
-        return []
-    rows = await session.scalars(
-        select(Device).where(Device.id.in_(wanted)).execution_options(populate_existing=True)
-    )
-    return [
-        StoredDevice(
-            id=d.id,
-            state=d.state,
-            since=d.since,
-            reason=d.reason,
-            session=d.session,
-            last_seq=d.last_seq,
-            last_seen=d.last_seen,
-            announced_interval=d.announced_interval,
-            interval_override=d.interval_override,
-            class_name=d.class_name,
-            in_maintenance=bool(d.in_maintenance),
-        )
-        for d in rows
-    ]

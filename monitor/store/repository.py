@@ -16,7 +16,7 @@ from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Table, case, delete, func, select, text, update
+from sqlalchemy import ColumnElement, Row, Select, Table, case, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,8 +39,8 @@ from monitor.store.models import (
 from monitor.store.rows import (
     ClassSpec,
     DeviceRow,
-    DeviceSnapshot,
     RollupRow,
+    StoredDevice,
     TransitionRow,
     superseding,
 )
@@ -270,9 +270,9 @@ def _rowcount(result: object) -> int:
 
 
 @translates_errors("load devices")
-async def load_devices(session: AsyncSession) -> list[DeviceSnapshot]:
+async def load_devices(session: AsyncSession) -> list[StoredDevice]:
     """Every device, as the monitor needs it to rebuild its in-memory state."""
-    snapshots: list[DeviceSnapshot] = []
+    snapshots: list[StoredDevice] = []
     async for partition in iter_devices(session):
         snapshots.extend(partition)
     return snapshots
@@ -280,14 +280,37 @@ async def load_devices(session: AsyncSession) -> list[DeviceSnapshot]:
 
 async def iter_devices(
     session: AsyncSession, *, partition: int = _LOAD_PARTITION
-) -> AsyncIterator[list[DeviceSnapshot]]:
+) -> AsyncIterator[list[StoredDevice]]:
     """Every device, ``partition`` rows at a time, streamed from the database.
 
     The monitor's start-up consumes the partitions as they come, so a million devices
     never sit in memory twice (as snapshots and as engine records) at once.
     """
+    stmt = _stored_devices().order_by(_devices.c.id)
+    # translated() inside: translates_errors wraps coroutines, not async generators, and
+    # a database lost mid-stream must still surface as a store error.
+    with translated("load devices"):
+        result = await session.stream(stmt)
+        async for rows in result.partitions(partition):
+            yield [_stored_device(row) for row in rows]
+
+
+@translates_errors("load devices")
+async def stored_devices(session: AsyncSession, *, ids: Iterable[str]) -> list[StoredDevice]:
+    """Like :func:`iter_devices`, for the given ids only (unknown ids skipped), by id."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return []
+    rows = await session.execute(
+        _stored_devices().where(_devices.c.id.in_(wanted)).order_by(_devices.c.id)
+    )
+    return [_stored_device(row) for row in rows]
+
+
+def _stored_devices() -> Select[Any]:
+    """The columns a :class:`StoredDevice` is made of (one place for both loads)."""
     c = _devices.c
-    stmt = select(
+    return select(
         c.id,
         c.state,
         c.since,
@@ -299,28 +322,23 @@ async def iter_devices(
         c.interval_override,
         c.class_name,
         c.in_maintenance,
-    ).order_by(c.id)
-    # translated() inside: translates_errors wraps coroutines, not async generators, and
-    # a database lost mid-stream must still surface as a store error.
-    with translated("load devices"):
-        result = await session.stream(stmt)
-        async for rows in result.partitions(partition):
-            yield [
-                DeviceSnapshot(
-                    id=row.id,
-                    state=row.state,
-                    since=row.since,
-                    reason=row.reason,
-                    session=row.session,
-                    last_seq=row.last_seq,
-                    last_seen=row.last_seen,
-                    announced_interval=row.announced_interval,
-                    interval_override=row.interval_override,
-                    class_name=row.class_name,
-                    in_maintenance=bool(row.in_maintenance),
-                )
-                for row in rows
-            ]
+    )
+
+
+def _stored_device(row: Row[Any]) -> StoredDevice:
+    return StoredDevice(
+        id=row.id,
+        state=row.state,
+        since=row.since,
+        reason=row.reason,
+        session=row.session,
+        last_seq=row.last_seq,
+        last_seen=row.last_seen,
+        announced_interval=row.announced_interval,
+        interval_override=row.interval_override,
+        class_name=row.class_name,
+        in_maintenance=bool(row.in_maintenance),
+    )
 
 
 @translates_errors("get device")

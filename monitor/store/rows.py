@@ -125,7 +125,7 @@ def add_figures(into: HeartbeatFigures, other: HeartbeatFigures) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class DeviceSnapshot:
+class StoredDevice:
     """What the monitor needs of each device to rebuild its state at startup."""
 
     id: str
