@@ -179,21 +179,18 @@ class MonitorService:
         if result.outcome in (Outcome.ACCEPTED, Outcome.RECONNECTED):
             self._latest[device_id] = _Latest(hb.fw, hb.metrics)
             latency_ms = None if result.latency is None else result.latency * 1000.0
+            # Inter-arrival figures only between beats of one session this process heard
+            # with no blind period between (the engine says): any other gap is an
+            # outage, already told by transitions (R18).
             jitter_ms = None
-            missed = 0
-            if before is not None:
-                session, last_seen, interval = before
-                # Inter-arrival figures only within one session: a reconnect's gap is
-                # the outage, already told by transitions.
-                if last_seen is not None and session == hb.session and interval:
-                    gap = wall - last_seen
-                    jitter_ms = abs(gap - interval) * 1000.0
-                    missed = max(0, round(gap / interval) - 1)
+            gap = result.gap
+            if gap is not None and before is not None and before[2]:
+                jitter_ms = abs(gap - before[2]) * 1000.0
             self.writer.add_rollup(
                 device_id,
                 self._minute(wall),
                 count=1,
-                missed=missed,
+                missed=result.missed,
                 latency_ms=latency_ms,
                 jitter_ms=jitter_ms,
             )
@@ -306,6 +303,7 @@ class MonitorService:
         """Hand dirty devices to the write-behind once per flush window."""
         while True:
             await asyncio.sleep(self.settings.flush_interval)
+            self._count_missed()
             self._drain_dirty()
             assert self.engine is not None
             if self._config_unseen is not None and self._warmed_up and not self.engine.warming_up:
@@ -315,6 +313,13 @@ class MonitorService:
                 minimum=self.settings.status_refresh,
                 rate=self.settings.status_refresh_rate,
             )
+
+    def _count_missed(self) -> None:
+        """Add the beats late and stale devices missed since the last flush (R18)."""
+        assert self.engine is not None
+        wall = time.time()
+        for device_id, missed in self.engine.count_missed(time.monotonic()):
+            self.writer.add_rollup(device_id, self._minute(wall), count=0, missed=missed)
 
     def _drain_dirty(self) -> None:
         assert self.engine is not None

@@ -96,6 +96,14 @@ Blind (the monitor lost the broker)
       least now + its length. Confirmed devices, judged during warm-up (R14), still
       get the re-arm of a resume during warm-up: their evidence is from this run.
 
+Figures
+  R18 Missed heartbeats are counted while they are missed, inside one session
+      (``missed.py``): ``count_missed`` credits late and stale devices as their beats
+      fall due; the next heartbeat of the session tops the count up
+      (``EventResult.missed``). Nothing is counted across a new session, a clean
+      shutdown or will, a monitor restart, maintenance or a blind period, nor for an
+      offline or lost device.
+
 Ops
   R17 Overrides and class changes recompute deadlines at once (a shorter interval can
       make a device late on the next tick). Ops commands naming an untracked device
@@ -112,6 +120,7 @@ from typing import Final
 
 from device_client.protocol import Heartbeat, OfflineReason, Presence, PresenceState
 from monitor.liveness.errors import InvalidPolicy, UnknownDevice
+from monitor.liveness.missed import missed_between
 from monitor.liveness.outcomes import EventResult, Outcome
 from monitor.liveness.policy import (
     DEFAULT_CLASS,
@@ -168,6 +177,11 @@ class LivenessEngine:
         self._hold_timers: DeadlineScheduler[HeldWill] = DeadlineScheduler(self._held.get)
         self._counts: dict[State, int] = dict.fromkeys(State, 0)
         self._dirty: set[str] = set()
+        # Late and stale devices: the ones owing heartbeats right now (R18).
+        self._silent: dict[str, DeviceRecord] = {}
+        # When the monitor last regained sight: owed beats count from then at the
+        # earliest (R18).
+        self._sight_since = -INF
         self._shared_intervals: dict[float, float] = {}
         self._warmup_end: float | None = None
         self._warmup_length = 0.0
@@ -228,8 +242,11 @@ class LivenessEngine:
             elif session == dev.prev_session:
                 return _STALE_SESSION
             else:
-                self._adopt(dev, session)
+                self._adopt(dev, session, now)
                 outcome = Outcome.RECONNECTED
+        missed, gap = self._owed_at_heartbeat(dev, now)
+        dev.missed_from = now
+        dev.missed_counted = 0
         dev.last_seq = hb.seq
         dev.last_seen_mono = now
         dev.last_seen_wall = wall
@@ -243,7 +260,7 @@ class LivenessEngine:
         self._rearm(dev)
         self._dirty.add(device_id)
         latency = None if hb.ts is None else wall - hb.ts
-        return EventResult(outcome, tuple(out), latency)
+        return EventResult(outcome, tuple(out), latency, missed, gap)
 
     def presence(
         self,
@@ -314,6 +331,9 @@ class LivenessEngine:
         else:
             new = _STALE
             dev.anchor = now
+        # Time in maintenance owes no heartbeats (R18).
+        dev.missed_from = now
+        dev.missed_counted = 0
         self._move(dev, new, Reason.MAINTENANCE_ENDED, wall, out)
         self._rearm(dev)
         return out
@@ -364,6 +384,8 @@ class LivenessEngine:
             dev.override = snap.override_interval
             self._devices[device_id] = dev
             self._counts[state] += 1
+            if state is _LATE or state is _STALE:
+                self._silent[device_id] = dev
             self._rearm(dev)
             added += 1
         return added
@@ -396,12 +418,33 @@ class LivenessEngine:
         # Lazy: each entry checks these floors when it pops, so resume is O(1) even
         # with a million devices.
         self._wills_resumed_at = now
+        self._sight_since = now
         if self._warmup_end is not None:
             # R16: listen for a full warm-up after regaining sight, then judge evidence.
             self._warmup_end = max(self._warmup_end, now + self._warmup_length)
             self._confirmed_resumed_at = now
         else:
             self._deadlines_resumed_at = now
+
+    def count_missed(self, now: float) -> list[tuple[str, int]]:
+        """``(device, beats)`` newly missed by late and stale devices up to ``now`` (R18).
+
+        Cost is proportional to the late and stale devices. Nothing while blind: the
+        monitor cannot tell a silent device from its own blindness.
+        """
+        if self._blind_since is not None:
+            return []
+        found: list[tuple[str, int]] = []
+        held = self._held
+        for device_id, dev in self._silent.items():
+            if device_id in held:
+                continue  # timing pauses while a will decides (R9)
+            self._observe_sight(dev)
+            owed = missed_between(dev.missed_from, now, self._interval(dev))
+            if owed > dev.missed_counted:
+                found.append((device_id, owed - dev.missed_counted))
+                dev.missed_counted = owed
+        return found
 
     # ------------------------------------------------------------------------- ops
 
@@ -443,6 +486,7 @@ class LivenessEngine:
             return False
         self._timers.forget(dev)
         self._drop_hold(device_id)
+        self._silent.pop(device_id, None)
         self._counts[dev.state] -= 1
         self._dirty.discard(device_id)
         return True
@@ -510,7 +554,7 @@ class LivenessEngine:
             return _RETAINED_CLAIM
         if session == dev.prev_session:
             return _STALE_SESSION
-        self._adopt(dev, session)
+        self._adopt(dev, session, now)
         dev.last_seq = hb.seq
         self._rearm(dev)
         self._dirty.add(device_id)
@@ -545,7 +589,7 @@ class LivenessEngine:
             return EventResult(Outcome.ACCEPTED, tuple(out))
         if session in (dev.session, dev.prev_session):
             return _STALE_SESSION
-        self._adopt(dev, session)
+        self._adopt(dev, session, now)
         self._dirty.add(device_id)
         if retained:
             self._rearm(dev)
@@ -600,6 +644,28 @@ class LivenessEngine:
             return EventResult(Outcome.ACCEPTED, tuple(out))
         self._hold(dev, reason, now, wall, until_warmup=False)
         return EventResult(Outcome.WILL_HELD, tuple(out))
+
+    # --------------------------------------------------------------- missed beats
+
+    def _observe_sight(self, dev: DeviceRecord) -> None:
+        """Owed beats count from the last regained sight at the earliest (R18)."""
+        if dev.missed_from < self._sight_since:
+            dev.missed_from = self._sight_since
+            dev.missed_counted = 0
+
+    def _owed_at_heartbeat(self, dev: DeviceRecord, now: float) -> tuple[int, float | None]:
+        """``(missed not yet counted, gap)`` for an accepted heartbeat, before it counts."""
+        state = dev.state
+        if state is _MAINTENANCE or state is _OFFLINE or state is _LOST:
+            return 0, None
+        self._observe_sight(dev)
+        ref = dev.missed_from
+        last = dev.last_seen_mono
+        # The gap is an inter-arrival time only if the last beat is the reference (same
+        # session, this process, no blind period or maintenance since).
+        gap = None if last is None or last < ref else now - last
+        owed = missed_between(ref, now, self._interval(dev))
+        return max(0, owed - dev.missed_counted), gap
 
     # -------------------------------------------------------------- deadline logic
 
@@ -768,16 +834,23 @@ class LivenessEngine:
         dev.state = new
         dev.reason = reason
         dev.since_wall = at_wall
+        if new is _LATE or new is _STALE:
+            self._silent[dev.device_id] = dev
+        elif old is _LATE or old is _STALE:
+            self._silent.pop(dev.device_id, None)
         self._dirty.add(dev.device_id)
         out.append(Transition(dev.device_id, old, new, reason, at_wall, dev.session))
 
-    def _adopt(self, dev: DeviceRecord, session: str) -> None:
+    def _adopt(self, dev: DeviceRecord, session: str, now: float) -> None:
         """The device reconnected with ``session``: make it current (R4)."""
         if dev.session is not None:
             dev.prev_session = dev.session
         dev.session = session
         dev.ended = False
         dev.last_seq = None
+        # A new session owes beats from its start, not from the old one's last (R18).
+        dev.missed_from = now
+        dev.missed_counted = 0
         # A will held for the old session was the takeover's stale will (R9).
         self._drop_hold(dev.device_id)
 

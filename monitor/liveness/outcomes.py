@@ -34,3 +34,9 @@ class EventResult:
     that carry one: transport latency plus the device's clock skew (one sample cannot
     tell them apart; negative means the device clock runs ahead). Never used for a
     verdict."""
+    missed: int = 0
+    """Missed heartbeats this heartbeat reveals that were not counted yet (see
+    ``missed.py``): only within the current session, never across a blind period."""
+    gap: float | None = None
+    """Seconds since the previous heartbeat of the same session that this monitor
+    heard with no blind period between them (for jitter), else None."""

@@ -1,7 +1,7 @@
 """Per-device mutable records, kept small because there may be a million of them.
 
 ``__slots__`` (no per-instance dict), class names and policies shared between devices,
-state and reason enum members shared by identity. A record costs roughly 180 bytes
+state and reason enum members shared by identity. A record costs roughly 200 bytes
 plus its id and session strings and a few floats; see ``bench/bench_engine.py``.
 """
 
@@ -28,6 +28,8 @@ class DeviceRecord:
         "last_seen_mono",
         "last_seen_wall",
         "last_seq",
+        "missed_counted",
+        "missed_from",
         "override",
         "policy",
         "prev_session",
@@ -73,6 +75,10 @@ class DeviceRecord:
         self.anchor = anchor
         self.deadline = math.inf
         self.queued = math.inf
+        # Missed-heartbeat bookkeeping (see missed.py): the monotonic time beats are
+        # owed from, and how many owed since then were already counted.
+        self.missed_from = anchor
+        self.missed_counted = 0
 
 
 class HeldWill:

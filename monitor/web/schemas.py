@@ -154,7 +154,10 @@ class PointOut(OutModel):
     t: datetime = Field(description="Start of the bucket")
     count: int = Field(description="Heartbeats received")
     per_minute: float
-    missed: int = Field(description="Heartbeats expected but not received")
+    missed: int = Field(
+        description="Heartbeats owed but not received, counted while missed, inside one "
+        "session (never across a shutdown, reconnect, monitor restart or blind period)"
+    )
     latency_avg_ms: float | None = Field(description="Device timestamp to monitor receipt")
     latency_max_ms: float | None
     jitter_avg_ms: float | None = Field(description="Inter-arrival time minus the interval")
