@@ -78,7 +78,7 @@ class BrokerProcess:
     """One Mosquitto process with its own run directory.
 
     The run directory holds the rendered config, password file, ACL, dev TLS material,
-    persistence and the log; nothing outside it is touched.
+    persistence, the pid file and the log; nothing outside it is touched.
     """
 
     def __init__(
@@ -102,6 +102,9 @@ class BrokerProcess:
         self.acl_path = self.run_dir / "acl"
         self.data_dir = self.run_dir / "data"
         self.log_path = self.run_dir / "mosquitto.log"
+        # Names the process to SIGHUP after changing users by hand (README, "Wiring a
+        # device"); Mosquitto writes it at start and removes it on a clean exit.
+        self.pid_path = self.run_dir / "mosquitto.pid"
         self.certs = DevCerts.in_dir(self.run_dir / "tls")
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -128,7 +131,7 @@ class BrokerProcess:
             },
             # Started as root, Mosquitto drops to the 'mosquitto' user and could no longer
             # read the run directory; run it as whoever owns the run directory instead.
-            extra=[f"user {_current_user()}"],
+            extra=[f"user {_current_user()}", f"pid_file {self.pid_path}"],
         )
         self.conf_path.write_text(text)
 
