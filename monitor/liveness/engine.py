@@ -55,8 +55,8 @@ Presence
       the device while its will is held.
   R10 A retained offline presence for the current session that arrives while warming
       up is held until warm-up ends, then gives offline stamped with its arrival (the
-      lost clock runs from then too). Outside warm-up a retained will is held like a
-      fresh one and a retained shutdown counts at once.
+      lost clock runs from then too). Outside warm-up a retained will is a replay after
+      a blind period and is held as R15 says; a retained shutdown counts at once.
   R11 Offline naming any other session: STALE_SESSION. A device already offline or
       lost only has its session ended; in maintenance likewise
       (IGNORED_IN_MAINTENANCE).
@@ -85,9 +85,14 @@ Start-up
 
 Blind (the monitor lost the broker)
   R15 ``suspend`` freezes every timeout. ``resume`` guarantees no deadline fires
-      before now + interval + grace (held wills: now + will_hold): devices get time to
-      reconnect; nothing from the blind period becomes a transition. Applied lazily
-      as entries pop, so resuming costs O(1).
+      before now + interval + grace: devices get time to reconnect; nothing from the
+      blind period becomes a transition. Applied lazily as entries pop, so resuming
+      costs O(1). Wills are held by the same rule when they belong to the blind
+      period -- held when it began, arrived during it, or retained and replayed after
+      it (outside warm-up the broker replays retained messages only on a
+      resubscription): a broker that goes down publishes the will of every connected
+      device, and each device needs its reconnect time, not ``will_hold``, to show its
+      new session. Any other held will gets at least now + will_hold.
   R16 Warm-up takes precedence over that re-arm, whatever order the shell calls them
       in (a shell typically starts blind, then on its first connection starts warm-up
       and resumes): warm-up already gives every device time to show up, and its end
@@ -186,6 +191,7 @@ class LivenessEngine:
         self._warmup_end: float | None = None
         self._warmup_length = 0.0
         self._blind_since: float | None = None
+        self._blind_began = -INF  # when the latest blind period began (R15, wills)
         # Floors left by the last resume (R15): device deadlines and held wills apart,
         # because warm-up cancels only the former (R16).
         self._deadlines_resumed_at = -INF
@@ -287,12 +293,19 @@ class LivenessEngine:
         out: _TransitionList = []
         if self._blind_since is not None:
             return out
-        will_floor = self._wills_resumed_at + self._will_hold
+        resumed = self._wills_resumed_at
+        will_floor = resumed + self._will_hold
         for device_id, held in self._hold_timers.pop_due(now):
-            if held.deadline < will_floor:
-                # The hold ran out while we were blind: the device gets a fresh hold to
-                # show its new session (R15).
-                self._hold_timers.set(device_id, held, will_floor)
+            floor = will_floor
+            if held.replayed or (
+                held.mono + self._will_hold >= self._blind_began and held.mono <= resumed
+            ):
+                # The will belongs to the blind period (R15): the device gets as long to
+                # show its new session as a device's deadline gets after resuming.
+                dev = self._devices[device_id]
+                floor = max(floor, resumed + self._interval(dev) + dev.policy.grace)
+            if held.deadline < floor:
+                self._hold_timers.set(device_id, held, floor)
                 continue
             self._resolve_will(device_id, held, out=out)
         warmup_end = self._warmup_end
@@ -409,6 +422,7 @@ class LivenessEngine:
         """The monitor went blind: freeze every timeout (R15)."""
         if self._blind_since is None:
             self._blind_since = now
+            self._blind_began = now
 
     def resume(self, now: float) -> None:
         """The monitor sees again: no deadline before now + interval + grace (R15, R16)."""
@@ -642,7 +656,7 @@ class LivenessEngine:
             self._move(dev, _OFFLINE, Reason.SHUTDOWN, wall, out)
             self._rearm(dev)
             return EventResult(Outcome.ACCEPTED, tuple(out))
-        self._hold(dev, reason, now, wall, until_warmup=False)
+        self._hold(dev, reason, now, wall, until_warmup=False, replayed=retained)
         return EventResult(Outcome.WILL_HELD, tuple(out))
 
     # --------------------------------------------------------------- missed beats
@@ -750,9 +764,10 @@ class LivenessEngine:
         wall: float,
         *,
         until_warmup: bool,
+        replayed: bool = False,
     ) -> None:
         device_id = dev.device_id
-        held = HeldWill(reason, mono=now, wall=wall, until_warmup=until_warmup)
+        held = HeldWill(reason, mono=now, wall=wall, until_warmup=until_warmup, replayed=replayed)
         self._held[device_id] = held
         if not until_warmup:
             self._hold_timers.set(device_id, held, now + self._will_hold)

@@ -87,14 +87,22 @@ class HeldWill:
     Kept outside :class:`DeviceRecord` because at most a handful exist at a time.
     """
 
-    __slots__ = ("deadline", "mono", "queued", "reason", "until_warmup", "wall")
+    __slots__ = ("deadline", "mono", "queued", "reason", "replayed", "until_warmup", "wall")
 
     def __init__(
-        self, reason: OfflineReason, *, mono: float, wall: float, until_warmup: bool
+        self,
+        reason: OfflineReason,
+        *,
+        mono: float,
+        wall: float,
+        until_warmup: bool,
+        replayed: bool = False,
     ) -> None:
         self.reason = reason
         self.mono = mono
         self.wall = wall
         self.until_warmup = until_warmup
+        # A retained will replayed on a resubscription (after the monitor was blind).
+        self.replayed = replayed
         self.deadline = math.inf
         self.queued = math.inf

@@ -7,6 +7,7 @@ lost the broker; a device that really died meanwhile is reported exactly once.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -130,6 +131,52 @@ def test_monitor_sigkill_and_restart_under_a_healthy_fleet(
         monitor.stop()
 
 
+class _HandDevice:
+    """A device the test reconnects by hand: paho, a will per session, a heartbeat thread."""
+
+    def __init__(self, broker: TestBroker, device_id: str, *, interval: float) -> None:
+        self.broker = broker
+        self.device_id = device_id
+        self.interval = interval
+        self.topic = f"{ROOT}/devices/{device_id}"
+        self.probe: MqttProbe | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def connect(self, session: str) -> None:
+        probe = MqttProbe(self.broker.url(self.device_id), client_id=self.device_id, keepalive=5)
+        will = {"state": "offline", "session": session, "reason": "connection-lost"}
+        probe.client.will_set(f"{self.topic}/presence", json.dumps(will), 1, retain=True)
+        probe.connect()
+        presence = {"state": "online", "session": session}
+        probe.publish(f"{self.topic}/presence", json.dumps(presence), retain=True)
+        self.probe = probe
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._beat, args=(probe, session), daemon=True)
+        self._thread.start()
+
+    def _beat(self, probe: MqttProbe, session: str) -> None:
+        seq = 0
+        while not self._stop.is_set():
+            body = {"seq": seq, "session": session, "interval": self.interval}
+            probe.client.publish(f"{self.topic}/heartbeat", json.dumps(body), qos=1, retain=True)
+            seq += 1
+            self._stop.wait(self.interval)
+
+    def freeze(self) -> None:
+        """Stop beating and stop paho's loop: the connection stays open, never reconnects."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        if self.probe is not None:
+            self.probe.client.loop_stop()
+
+    def close(self) -> None:
+        self.freeze()
+        if self.probe is not None:
+            self.probe.client.disconnect()
+
+
 @SQLITE_ONLY
 def test_broker_restart_reconnects_without_false_verdicts(
     broker: TestBroker,
@@ -139,33 +186,48 @@ def test_broker_restart_reconnects_without_false_verdicts(
     watch: StatusWatch,
 ) -> None:
     fleet = _fleet(broker, "e2e-brk-", 30)
-    # Devices back off (capped at 1 s here) before reconnecting; grace covers that.
-    monitor = MonitorProcess(broker, database_url, tmp_path / "monitor.log", **{**FAST, "grace": 2})
+    slow = "e2e-brk-slow"
+    broker.add_device(slow)
+    # A broker that stops publishes the will of every device connected to it, and the
+    # monitor's resubscription replays them (retained). Devices back off (capped at 1 s
+    # here) before reconnecting; the slow one comes back later than the will hold, but
+    # within interval + grace: none of them may be called offline.
+    settings = {**FAST, "grace": 4}
+    window = settings["default_interval"] + settings["grace"]
+    monitor = MonitorProcess(broker, database_url, tmp_path / "monitor.log", **settings)
     monitor.start(probe=watch)
+    hand = _HandDevice(broker, slow, interval=0.5)
     try:
         spawned.simulate(prefix="e2e-brk-", count=30, password=FLEET_PASSWORD)
-        wait_until(lambda: _all_online(database_url, fleet), 20, what="fleet online")
+        hand.connect("slow-1")
+        wait_until(lambda: _all_online(database_url, [*fleet, slow]), 20, what="fleet online")
         sessions = {i: d.session for i, d in read_devices(database_url).items()}
 
         restarted = datetime.now(UTC)
+        hand.freeze()
         broker.restart()
 
         # The monitor reconnects by itself and says it is online again.
         _presence_after(watch, "online", restarted.timestamp())
+        # Three times the will hold (0.5 s) after the monitor is back; interval + grace
+        # (5 s) leaves the rest as margin for a loaded machine.
+        time.sleep(3 * settings["will_hold"])
+        hand.connect("slow-2")
 
         # Every device reconnects (a new session each) and the monitor hears it.
         def reconnected() -> bool:
             devices = read_devices(database_url)
-            return all(devices[i].session != sessions[i] for i in fleet)
+            return all(devices[i].session != sessions[i] for i in [*fleet, slow])
 
         wait_until(reconnected, 20, what="every device on a new session")
-        # Time for a false late to show: interval + grace after the last reconnect.
-        time.sleep(3)
+        # Time for a false verdict to show: interval + grace after the last reconnect.
+        time.sleep(window + 1)
         assert _since(database_url, restarted) == []
         assert all(d.state == "online" for d in read_devices(database_url).values())
         assert monitor.running()
         assert monitor.log_path.read_text().count("connected to broker") >= 2
     finally:
+        hand.close()
         monitor.stop()
 
 

@@ -421,16 +421,54 @@ def test_heartbeat_after_resume_counts_normally() -> None:
     assert tick(engine, 541.0) == [(State.ONLINE, State.LATE, Reason.MISSED_HEARTBEATS)]
 
 
-def test_a_will_held_across_blindness_gets_a_fresh_hold() -> None:
+def test_a_will_held_across_blindness_waits_as_long_as_a_deadline() -> None:
+    # A broker that goes down publishes every connected device's will, then drops the
+    # monitor: each device needs its reconnect time (interval + grace), not the hold.
     engine = LivenessEngine()
     beat(engine, 0.0, 1)
     presence(engine, 10.0, PresenceState.OFFLINE, "s1")
     engine.suspend(11.0)
     engine.resume(100.0)
-    assert tick(engine, 101.9) == []
-    transitions = engine.tick(102.0, T0 + 102)
+    assert tick(engine, 139.9) == []
+    transitions = engine.tick(140.0, T0 + 140)
     # Still stamped when the will arrived.
     assert [(t.new, t.at_wall) for t in transitions] == [(State.OFFLINE, T0 + 10)]
+
+
+def test_a_will_arriving_while_blind_waits_as_long_as_a_deadline() -> None:
+    engine = LivenessEngine()
+    beat(engine, 0.0, 1)
+    engine.suspend(5.0)
+    presence(engine, 10.0, PresenceState.OFFLINE, "s1")
+    engine.resume(20.0)
+    assert tick(engine, 59.9) == []
+    assert tick(engine, 60.0) == [(State.ONLINE, State.OFFLINE, Reason.CONNECTION_LOST)]
+
+
+def test_a_retained_will_replayed_after_blindness_waits_for_the_new_session() -> None:
+    engine = LivenessEngine()
+    beat(engine, 0.0, 1)
+    engine.suspend(5.0)
+    engine.resume(20.0)
+    # The resubscription replays the will the broker published when it went down.
+    result = presence(engine, 20.1, PresenceState.OFFLINE, "s1", retained=True)
+    assert result.outcome is Outcome.WILL_HELD
+    assert tick(engine, 25.0) == []
+    # The device reconnects well after will_hold, within interval + grace: no verdict.
+    presence(engine, 30.0, PresenceState.ONLINE, "s2")
+    assert tick(engine, 69.9) == []
+    assert state(engine) is State.ONLINE
+
+
+def test_a_will_after_sight_returned_gets_the_usual_hold() -> None:
+    engine = LivenessEngine()
+    beat(engine, 0.0, 1)
+    engine.suspend(5.0)
+    engine.resume(6.0)
+    beat(engine, 7.0, 2)
+    presence(engine, 10.0, PresenceState.OFFLINE, "s1")
+    assert tick(engine, 11.9) == []
+    assert tick(engine, 12.0) == [(State.ONLINE, State.OFFLINE, Reason.CONNECTION_LOST)]
 
 
 def test_suspend_and_resume_are_idempotent() -> None:
