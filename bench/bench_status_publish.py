@@ -21,7 +21,7 @@ from typing import Any
 
 import monitor.mqtt_link as link_module
 from bench.perf_doc import finish
-from monitor.broker_url import parse_broker_url
+from device_client.urls import parse_broker_url
 from monitor.mqtt_link import LinkOptions, MqttLink
 from monitor.publish import status_payload
 

@@ -11,7 +11,8 @@ from urllib.parse import quote, unquote, urlsplit
 from device_client.errors import InvalidBrokerUrl
 
 DEFAULT_PORTS: Final = {"mqtt": 1883, "mqtts": 8883}
-_PASSWORD_RE: Final = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^:@/]*):[^@/]*@")
+# host[:port] up to the path, query or fragment; an IPv6 host is bracketed.
+_NETLOC_RE: Final = re.compile(r"(?P<host>\[[^\]]*\]?|[^:/?#]*)(?::(?P<port>[^/?#]*))?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +37,28 @@ class BrokerUrl:
 
 
 def redact(url: str) -> str:
-    """Hide the password of a URL string that may not even parse."""
-    return _PASSWORD_RE.sub(r"\1:***@", url)
+    """Hide the password of a URL string that may not even parse.
+
+    Everything between the user name and the *last* ``@`` is hidden, as ``urlsplit``
+    takes the last ``@`` as the end of the credentials, so a password holding an
+    unescaped ``@``, ``/``, ``?`` or ``#`` (or a URL without ``//``) does not show
+    through. Without any ``@``, a port that is not a number is hidden too:
+    ``mqtt://monitor:secret`` (host forgotten) reads as host ``monitor``, port ``secret``.
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        scheme, rest = "", url
+    prefix = scheme + separator
+    credentials, at, address = rest.rpartition("@")
+    if at:
+        user, colon, _ = credentials.partition(":")
+        return f"{prefix}{user}{':***' if colon else ''}@{address}"
+    match = _NETLOC_RE.match(rest)
+    assert match is not None  # every part of the pattern may be empty
+    host, port, tail = match.group("host"), match.group("port"), rest[match.end() :]
+    if port is not None and not port.isdigit():
+        port = "***"
+    return f"{prefix}{host}{'' if port is None else ':' + port}{tail}"
 
 
 def parse_broker_url(url: str) -> BrokerUrl:
@@ -59,9 +80,13 @@ def parse_broker_url(url: str) -> BrokerUrl:
     shown = redact(url)
     try:
         parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
+    except ValueError as exc:  # "Invalid IPv6 URL": names no part of the URL
         raise InvalidBrokerUrl(shown, str(exc)) from None
+    try:
+        port = parts.port
+    except ValueError:
+        # Not str(exc): it quotes the "port", which may be a misplaced password.
+        raise InvalidBrokerUrl(shown, _port_problem(parts.netloc)) from None
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
         raise InvalidBrokerUrl(shown, "the scheme must be mqtt:// or mqtts:// (TLS)")
@@ -78,3 +103,10 @@ def parse_broker_url(url: str) -> BrokerUrl:
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password is not None else None,
     )
+
+
+def _port_problem(netloc: str) -> str:
+    port = netloc.rpartition("@")[2].rpartition(":")[2]
+    if port.isdigit():
+        return "port out of range (1-65535)"
+    return "the port is not a number (percent-encode '@', '/', '?' and '#' in a password)"

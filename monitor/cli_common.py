@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from monitor.settings import MonitorSettings
+from monitor.errors import ConfigError
+from monitor.settings import MonitorSettings, settings_problem
 from monitor.store.database import create_engine_for, make_session_factory
 from monitor.store.migrate import check_schema
 
@@ -27,7 +29,10 @@ def settings_from(args: argparse.Namespace, **overrides: Any) -> MonitorSettings
         k: v for k, v in vars(args).items() if v is not None and k in MonitorSettings.model_fields
     }
     flags.update(overrides)
-    return MonitorSettings(**flags)
+    try:
+        return MonitorSettings(**flags)
+    except ValidationError as exc:
+        raise ConfigError(settings_problem(exc)) from exc
 
 
 @asynccontextmanager

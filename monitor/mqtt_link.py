@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import aiomqtt
 
-from monitor.broker_url import BrokerAddress
+from device_client.urls import BrokerUrl
 from monitor.connect_failure import ConnectFailure, FailureKind, describe
 from monitor.direct_client import DirectClient, MessageHandler
 
@@ -41,7 +41,7 @@ class Outgoing:
 
 @dataclass(frozen=True)
 class LinkOptions:
-    address: BrokerAddress
+    address: BrokerUrl
     client_id: str
     keepalive: int
     subscriptions: tuple[str, ...]
@@ -185,10 +185,7 @@ class MqttLink:
     @property
     def where(self) -> str:
         """The broker and login this link uses, for messages (never the password)."""
-        addr = self._opts.address
-        scheme = "mqtts" if addr.tls else "mqtt"
-        user = f"{addr.username}@" if addr.username else ""
-        return f"{scheme}://{user}{addr.host}:{addr.port}"
+        return self._opts.address.redacted()
 
     def _connected_log(self) -> None:
         if self.failed_attempts:

@@ -19,10 +19,11 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
+from device_client.errors import InvalidBrokerUrl
 from device_client.protocol import (
     ConfigUpdate,
     Heartbeat,
@@ -33,8 +34,9 @@ from device_client.protocol import (
     decode_config,
     encode_config,
 )
+from device_client.urls import parse_broker_url
 from monitor.alerts.shell import Alerting
-from monitor.broker_url import parse_broker_url
+from monitor.errors import ConfigError
 from monitor.ingest import Ingest
 from monitor.liveness.engine import LivenessEngine
 from monitor.liveness.outcomes import EventResult, Outcome
@@ -83,15 +85,13 @@ class MonitorService:
     def __init__(self, settings: MonitorSettings, *, instance: str | None = None) -> None:
         self.settings = settings
         self.topics = Topics(settings.topic_root)
-        address = parse_broker_url(settings.mqtt_url)
+        try:
+            # The SDK's parser: errors and repr never show the password.
+            address = parse_broker_url(settings.mqtt_url)
+        except InvalidBrokerUrl as exc:
+            raise ConfigError(str(exc)) from exc
         if settings.mqtt_password is not None:
-            address = address.__class__(
-                address.host,
-                address.port,
-                address.tls,
-                address.username,
-                settings.mqtt_password.get_secret_value(),
-            )
+            address = replace(address, password=settings.mqtt_password.get_secret_value())
         self.address = address
         self.instance = instance or settings.mqtt_client_id or address.username or "monitor"
         self.engine: LivenessEngine | None = None

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from device_client.protocol import DEFAULT_TOPIC_ROOT, validate_topic_root
@@ -30,9 +30,11 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./clawbeat.db"
 class MonitorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CLAWBEAT_", extra="ignore")
 
+    # repr=False: both URLs may carry a password.
     mqtt_url: str = Field(
         "mqtt://monitor@127.0.0.1:1883",
         description="broker URL, mqtt://user:pass@host:port or mqtts:// for TLS",
+        repr=False,
     )
     mqtt_password: SecretStr | None = Field(None, description="overrides the URL's password")
     mqtt_client_id: str | None = Field(None, description="default: the username")
@@ -45,7 +47,7 @@ class MonitorSettings(BaseSettings):
     )
     topic_root: str = DEFAULT_TOPIC_ROOT
 
-    database_url: str = DEFAULT_DATABASE_URL
+    database_url: str = Field(DEFAULT_DATABASE_URL, repr=False)
 
     default_interval: float = Field(DEFAULT_INTERVAL, gt=0, description="when nothing else says")
     grace: float = Field(DEFAULT_GRACE, ge=0, description="default class grace, seconds")
@@ -136,3 +138,17 @@ class MonitorSettings(BaseSettings):
             if path and data.get(name) is None:
                 data[name] = Path(path).read_text().strip()
         return data
+
+
+def settings_problem(exc: ValidationError) -> str:
+    """One line naming each bad setting and what is wrong, never the values given.
+
+    pydantic's own message quotes the input, which for a model-level check is every
+    setting, the broker and database URLs with their passwords included.
+    """
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(part) for part in error["loc"])
+        where = f"CLAWBEAT_{field.upper()}" if field else "settings"
+        problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+    return "invalid " + "; ".join(problems)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from monitor.broker_url import parse_broker_url
+from device_client.urls import parse_broker_url
 from monitor.mqtt_link import LinkOptions, MqttLink
 from tests.harness.mosquitto import TestBroker
 from tests.mqtt_helpers import MqttProbe

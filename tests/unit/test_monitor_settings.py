@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from monitor.broker_url import parse_broker_url
 from monitor.errors import ConfigError
 from monitor.publish import status_payload, summary_payload
+from monitor.service import MonitorService
 from monitor.settings import MonitorSettings
 
 
@@ -41,14 +41,20 @@ def test_invalid_settings_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_broker_urls() -> None:
-    plain = parse_broker_url("mqtt://monitor:p%40ss@example.org")
+    plain = MonitorService(MonitorSettings(mqtt_url="mqtt://monitor:p%40ss@example.org")).address
     assert (plain.host, plain.port, plain.tls) == ("example.org", 1883, False)
     assert (plain.username, plain.password) == ("monitor", "p@ss")
-    tls = parse_broker_url("mqtts://example.org")
+    assert "p@ss" not in repr(plain)
+    tls = MonitorService(MonitorSettings(mqtt_url="mqtts://example.org")).address
     assert (tls.port, tls.tls, tls.username) == (8883, True, None)
+    overridden = MonitorService(
+        MonitorSettings(mqtt_url="mqtt://monitor:old@h", mqtt_password="n3w-secret")
+    ).address
+    assert overridden.password == "n3w-secret"
+    assert "n3w-secret" not in repr(overridden)
     for bad in ("http://x", "mqtt://", "mqtt://h:notaport"):
         with pytest.raises(ConfigError, match="invalid broker URL"):
-            parse_broker_url(bad)
+            MonitorService(MonitorSettings(mqtt_url=bad))
 
 
 def test_status_and_summary_payloads() -> None:
