@@ -1,0 +1,302 @@
+"""Per-device signals of coming trouble, kept up to date from what the monitor sees.
+
+Pure like the liveness engine: no clock reads, no asyncio; ``now`` is the monitor's
+monotonic receive time passed in. The shell calls :meth:`SignalTracker.heartbeat` for
+every accepted heartbeat and :meth:`SignalTracker.transition` for every state change.
+
+What is tracked, per device (each against the device's own history: a short and a
+long time scale; the class baseline is taken at scoring time, ``features.py``):
+
+* inter-arrival: EWMAs of the gap between heartbeats of one session as a multiple of
+  the interval (slowing down), of its deviation from the recent mean (jitter), and a
+  one-sided CUSUM of the gap's excess over the interval (a sustained slowdown, in the
+  style of Page's CUSUM, drift ``CUSUM_SLACK``);
+* missed beats (gaps spanning several intervals), late and offline transitions;
+* reconnects (a new session) and reboots (a new session whose uptime went back);
+* latency (receive wall clock minus the device's ``ts``: transport plus clock skew, so
+  only its drift against the device's own usual value means anything);
+* the device's own metrics where it sends them: battery, RSSI, temperature, free memory
+  (recognised under a few common names, see ``METRIC_NAMES``).
+
+Counters decay exponentially (time constants ``TAU_SHORT``, ``TAU_LONG``,
+``TAU_REBOOT``): a decayed count reads as "about this many in the last τ".
+
+Storage is one flat ``array('d')`` per column and one slot per device: updates on the
+receive path are a few scalar writes, and scoring copies whole columns into numpy at
+once, which is what keeps scoring a million devices within seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from array import array
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from device_client.protocol import Heartbeat
+from monitor.liveness.states import Reason, State, Transition
+
+TAU_SHORT: Final = 3600.0
+TAU_LONG: Final = 86_400.0
+TAU_REBOOT: Final = 6 * 3600.0
+# Metrics: a fast and a slow EWMA; their difference over (slow - fast) estimates the slope.
+TAU_METRIC_FAST: Final = 900.0
+TAU_METRIC_SLOW: Final = 3 * 3600.0
+CUSUM_SLACK: Final = 0.15
+CUSUM_GAP_CAP: Final = 3.0
+
+METRIC_NAMES: Final[Mapping[str, tuple[str, ...]]] = {
+    "bat": ("battery_pct", "battery", "bat", "battery_percent", "soc"),
+    "rssi": ("rssi_dbm", "rssi", "wifi_rssi", "signal_dbm"),
+    "temp": ("temp_c", "temperature", "temp", "cpu_temp"),
+    "mem": ("free_mem_kb", "free_mem", "free_heap", "heap_free", "mem_free"),
+}
+
+NAN: Final = math.nan
+
+# Columns of per-device state; counters end in _s (TAU_SHORT), _l (TAU_LONG), or are the
+# reboot counter (TAU_REBOOT).
+EWMA_COLUMNS: Final = (
+    "r_s", "r_l", "j_s", "j_l", "cusum", "lat_s", "lat_l",
+    "bat_f", "bat_w", "rssi_f", "rssi_w", "temp_f", "temp_w", "mem_f", "mem_w",
+    "rssi_l", "temp_l",
+)  # fmt: skip
+COUNTER_COLUMNS: Final = (
+    "missed_s", "missed_l", "reconn_s", "reconn_l", "reboot_s", "reboot_l",
+    "offline_s", "offline_l", "late_s", "late_l",
+)  # fmt: skip
+OTHER_COLUMNS: Final = ("interval", "last_t", "last_uptime", "upd_t", "first_t", "beats", "up")
+COLUMNS: Final = EWMA_COLUMNS + COUNTER_COLUMNS + OTHER_COLUMNS
+COUNTER_TAU: Final[Mapping[str, float]] = {
+    name: (TAU_REBOOT if name == "reboot_s" else TAU_SHORT if name.endswith("_s") else TAU_LONG)
+    for name in COUNTER_COLUMNS
+}
+
+_DOWN_STATES: Final = frozenset({State.STALE, State.OFFLINE, State.LOST, State.MAINTENANCE})
+_C: Final = {name: i for i, name in enumerate(COLUMNS)}
+
+
+def metric_value(metrics: Mapping[str, Any], names: Iterable[str]) -> float:
+    """The first of ``names`` present in ``metrics`` as a finite number, else NaN."""
+    for name in names:
+        value = metrics.get(name)
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        number = float(value)
+        if math.isfinite(number):
+            return number
+    return NAN
+
+
+class SignalTracker:
+    """Signals of every tracked device. One writer (the shell's loop); see ``lock``."""
+
+    def __init__(self) -> None:
+        self._slots: dict[str, int] = {}
+        self._ids: list[str] = []
+        self._classes: list[str] = []
+        self._sessions: list[str | None] = []
+        self._cols: list[array[float]] = [array("d") for _ in COLUMNS]
+        # Held while a slot is added and while a scorer thread copies the columns: an
+        # array cannot grow while numpy is reading its buffer.
+        self.lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, device_id: object) -> bool:
+        return device_id in self._slots
+
+    @property
+    def device_ids(self) -> list[str]:
+        return self._ids
+
+    @property
+    def device_classes(self) -> list[str]:
+        return self._classes
+
+    def column(self, name: str) -> array[float]:
+        return self._cols[_C[name]]
+
+    def value(self, device_id: str, name: str) -> float:
+        """One column's current value for one device (counters undecayed); for tests."""
+        return self._cols[_C[name]][self._slots[device_id]]
+
+    def set_class(self, device_id: str, device_class: str) -> None:
+        slot = self._slots.get(device_id)
+        if slot is not None:
+            self._classes[slot] = device_class
+
+    def forget(self, device_id: str) -> None:
+        """Reset a device's history (ops forgot it); the slot is reused if it returns."""
+        slot = self._slots.get(device_id)
+        if slot is None:
+            return
+        self._reset(slot, NAN)
+        self._sessions[slot] = None
+
+    # ------------------------------------------------------------------ events
+
+    def heartbeat(
+        self,
+        device_id: str,
+        hb: Heartbeat,
+        now: float,
+        *,
+        interval: float,
+        latency: float | None = None,
+        device_class: str = "default",
+    ) -> None:
+        """An accepted (fresh, not duplicate) heartbeat received at ``now``."""
+        slot = self._slots.get(device_id)
+        if slot is None:
+            slot = self._add(device_id, device_class)
+        cols = self._cols
+        self._classes[slot] = device_class
+        cols[_C["interval"]][slot] = interval
+        if math.isnan(cols[_C["first_t"]][slot]):
+            cols[_C["first_t"]][slot] = now
+            cols[_C["upd_t"]][slot] = now
+        cols[_C["beats"]][slot] += 1.0
+        cols[_C["up"]][slot] = 1.0
+        last_t = cols[_C["last_t"]][slot]
+        session = self._sessions[slot]
+        if session is None or math.isnan(last_t):
+            self._sessions[slot] = hb.session
+        elif hb.session != session:
+            self._sessions[slot] = hb.session
+            last_uptime = cols[_C["last_uptime"]][slot]
+            rebooted = (
+                hb.uptime is not None and not math.isnan(last_uptime) and hb.uptime < last_uptime
+            )
+            if rebooted:
+                self._count(slot, now, ("reboot_s", "reboot_l"), 1.0)
+            else:
+                self._count(slot, now, ("reconn_s", "reconn_l"), 1.0)
+        else:
+            self._gap(slot, now, (now - last_t) / interval, now - last_t)
+        # Time since the previous heartbeat weighs this one's samples (capped: after a
+        # long silence one sample must not replace the whole history).
+        dt = interval if math.isnan(last_t) else min(max(now - last_t, 0.0), 4 * interval)
+        cols[_C["last_t"]][slot] = now
+        if hb.uptime is not None:
+            cols[_C["last_uptime"]][slot] = hb.uptime
+        if latency is not None and math.isfinite(latency):
+            self._ewma2(slot, ("lat_s", "lat_l"), latency, dt, (TAU_SHORT, TAU_LONG))
+        metrics = hb.metrics
+        if metrics:
+            self._metrics(slot, metrics, dt)
+
+    def transition(self, tr: Transition, now: float) -> None:
+        """A state change: late and offline count; down devices are not scored."""
+        slot = self._slots.get(tr.device_id)
+        if slot is None:
+            return
+        up = self._cols[_C["up"]]
+        if tr.new is State.LATE:
+            self._count(slot, now, ("late_s", "late_l"), 1.0)
+        elif tr.new is State.OFFLINE and tr.reason is Reason.CONNECTION_LOST:
+            self._count(slot, now, ("offline_s", "offline_l"), 1.0)
+        up[slot] = 0.0 if tr.new in _DOWN_STATES else 1.0
+
+    # ---------------------------------------------------------------- internals
+
+    def _add(self, device_id: str, device_class: str) -> int:
+        with self.lock:
+            slot = len(self._ids)
+            self._slots[device_id] = slot
+            self._ids.append(device_id)
+            self._classes.append(device_class)
+            self._sessions.append(None)
+            for col in self._cols:
+                col.append(NAN)
+            self._reset(slot, NAN)
+        return slot
+
+    def _reset(self, slot: int, first_t: float) -> None:
+        cols = self._cols
+        for name in EWMA_COLUMNS:
+            cols[_C[name]][slot] = NAN
+        for name in COUNTER_COLUMNS:
+            cols[_C[name]][slot] = 0.0
+        cols[_C["cusum"]][slot] = 0.0
+        for name in ("last_t", "last_uptime", "interval"):
+            cols[_C[name]][slot] = NAN
+        cols[_C["first_t"]][slot] = first_t
+        cols[_C["upd_t"]][slot] = first_t
+        cols[_C["beats"]][slot] = 0.0
+        cols[_C["up"]][slot] = 1.0
+
+    def _count(self, slot: int, now: float, names: tuple[str, ...], amount: float) -> None:
+        """Add ``amount`` to decayed counters, decaying all of the slot's counters first."""
+        cols = self._cols
+        upd = cols[_C["upd_t"]]
+        dt = now - upd[slot] if not math.isnan(upd[slot]) else 0.0
+        if dt > 0:
+            for name in COUNTER_COLUMNS:
+                col = cols[_C[name]]
+                col[slot] *= math.exp(-dt / COUNTER_TAU[name])
+            upd[slot] = now
+        for name in names:
+            cols[_C[name]][slot] += amount
+
+    def _gap(self, slot: int, now: float, ratio: float, seconds: float) -> None:
+        cols = self._cols
+        r_s = cols[_C["r_s"]]
+        prev = r_s[slot]
+        if ratio > 1.5:
+            # A gap spanning several slots: beats went missing in between.
+            self._count(slot, now, ("missed_s", "missed_l"), float(round(ratio) - 1))
+        capped = min(ratio, CUSUM_GAP_CAP)
+        a_s = 1.0 - math.exp(-seconds / TAU_SHORT)
+        a_l = 1.0 - math.exp(-seconds / TAU_LONG)
+        if math.isnan(prev):
+            r_s[slot] = capped
+            cols[_C["r_l"]][slot] = capped
+            cols[_C["j_s"]][slot] = 0.0
+            cols[_C["j_l"]][slot] = 0.0
+        else:
+            dev = abs(capped - prev)
+            r_s[slot] = prev + a_s * (capped - prev)
+            r_l = cols[_C["r_l"]]
+            r_l[slot] += a_l * (capped - r_l[slot])
+            j_s = cols[_C["j_s"]]
+            j_s[slot] += a_s * (dev - j_s[slot])
+            j_l = cols[_C["j_l"]]
+            j_l[slot] += a_l * (dev - j_l[slot])
+        cusum = cols[_C["cusum"]]
+        cusum[slot] = max(0.0, cusum[slot] + capped - 1.0 - CUSUM_SLACK)
+
+    def _ewma2(
+        self, slot: int, names: tuple[str, str], value: float, dt: float, taus: tuple[float, float]
+    ) -> None:
+        """A fast and a slow time-weighted EWMA of one value; the first sample sets both."""
+        cols = self._cols
+        f = cols[_C[names[0]]]
+        w = cols[_C[names[1]]]
+        tau_f, tau_w = taus
+        prev = f[slot]
+        if math.isnan(prev):
+            f[slot] = value
+            w[slot] = value
+            return
+        f[slot] = prev + (1.0 - math.exp(-dt / tau_f)) * (value - prev)
+        w[slot] += (1.0 - math.exp(-dt / tau_w)) * (value - w[slot])
+
+    def _metrics(self, slot: int, metrics: Mapping[str, Any], dt: float) -> None:
+        for key, names in METRIC_NAMES.items():
+            value = metric_value(metrics, names)
+            if math.isnan(value):
+                continue
+            self._ewma2(
+                slot, (f"{key}_f", f"{key}_w"), value, dt, (TAU_METRIC_FAST, TAU_METRIC_SLOW)
+            )
+            if key in ("rssi", "temp"):
+                col = self._cols[_C[f"{key}_l"]]
+                prev = col[slot]
+                col[slot] = (
+                    value
+                    if math.isnan(prev)
+                    else prev + (1.0 - math.exp(-dt / TAU_LONG)) * (value - prev)
+                )
