@@ -16,6 +16,7 @@ from typing import Final, cast
 
 from device_client.protocol import validate_device_id, validate_interval
 from monitor.cli_common import add_database_option, db_session, settings_from
+from monitor.cli_table import print_table
 from monitor.liveness.policy import DEFAULT_GRACE, DEFAULT_LOST_AFTER, DEFAULT_MISSED_LIMIT
 from monitor.ops import config_version
 from monitor.ops.classes import ClassSettings, change_class
@@ -170,13 +171,9 @@ def _list_classes(args: argparse.Namespace) -> int:
                 for c in await repository.list_classes(session)
             ]
 
-    rows = [
-        ("CLASS", "INTERVAL", "GRACE", "MISSED", "LOST AFTER", "DESCRIPTION"),
-        *asyncio.run(run()),
-    ]
-    widths = [max(len(r[i]) for r in rows) for i in range(6)]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    print_table(
+        ("CLASS", "INTERVAL", "GRACE", "MISSED", "LOST AFTER", "DESCRIPTION"), asyncio.run(run())
+    )
     return 0
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from monitor.cli_common import add_database_option, db_session, settings_from
+from monitor.cli_table import ago, render_table
 from monitor.liveness.states import State
 from monitor.store import repository
 from monitor.store.models import Device
@@ -50,26 +51,14 @@ def add_status_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentP
             p.set_defaults(func=_watch)
 
 
-def _ago(value: datetime | None, now: datetime) -> str:
-    if value is None:
-        return "-"
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    seconds = max(0, int((now - value).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
-
-
 def _rows(devices: Sequence[Device], now: datetime) -> list[tuple[str, ...]]:
     ordered = sorted(devices, key=lambda d: (_ORDER.get(d.state, 9), d.id))
     return [
         (
             d.id,
             d.state,
-            _ago(d.since, now),
-            _ago(d.last_seen, now),
+            ago(d.since, now),
+            ago(d.last_seen, now),
             d.class_name,
             f"{d.interval_override or d.announced_interval or '-'}",
             d.reason or "",
@@ -78,12 +67,8 @@ def _rows(devices: Sequence[Device], now: datetime) -> list[tuple[str, ...]]:
     ]
 
 
-def render_table(devices: Sequence[Device], now: datetime) -> str:
-    rows = [COLUMNS, *_rows(devices, now)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
-    )
+def device_table(devices: Sequence[Device], now: datetime) -> str:
+    return render_table(COLUMNS, _rows(devices, now))
 
 
 async def _fetch(args: argparse.Namespace) -> tuple[list[Device], dict[str, int]]:
@@ -122,7 +107,7 @@ def _status(args: argparse.Namespace) -> int:
         return 0
     print(_summary(counts))
     ordered = sorted(devices, key=lambda d: (_ORDER.get(d.state, 9), d.id))
-    print(render_table(ordered[: args.limit], now))
+    print(device_table(ordered[: args.limit], now))
     return 0
 
 
@@ -135,7 +120,7 @@ def _watch(args: argparse.Namespace) -> int:
             ordered = sorted(devices, key=lambda d: (_ORDER.get(d.state, 9), d.id))
             screen = (
                 f"clawbeat watch  {now:%Y-%m-%d %H:%M:%S}Z  (Ctrl-C to quit)\n"
-                f"{_summary(counts)}\n\n{render_table(ordered[: args.limit], now)}\n"
+                f"{_summary(counts)}\n\n{device_table(ordered[: args.limit], now)}\n"
             )
             sys.stdout.write(("\x1b[H\x1b[2J" if tty else "") + screen)
             sys.stdout.flush()

@@ -16,6 +16,7 @@ import sys
 from datetime import UTC, datetime
 
 from monitor.cli_common import add_database_option, db_session, settings_from
+from monitor.cli_table import print_table
 from monitor.store import tokens
 from monitor.store.models import ApiToken
 from monitor.timefmt import iso
@@ -108,11 +109,10 @@ def _list(args: argparse.Namespace) -> int:
             print(json.dumps(row))
         return 0
     keys = ("id", "name", "scope", "prefix", "created", "last_used", "revoked")
-    table = [tuple(k.upper().replace("_", " ") for k in keys)]
-    table += [tuple("-" if row[k] is None else str(row[k]) for k in keys) for row in rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    for r in table:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    print_table(
+        [k.upper().replace("_", " ") for k in keys],
+        [["-" if row[k] is None else str(row[k]) for k in keys] for row in rows],
+    )
     return 0
 
 

@@ -13,7 +13,7 @@ import asyncio
 import getpass
 import json
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
@@ -24,8 +24,10 @@ from monitor.alerts import api
 from monitor.alerts.errors import DeliveryFailed, InvalidSchedule
 from monitor.alerts.models import Alert, MaintenanceWindow, Mute
 from monitor.alerts.repository import window_from_row
-from monitor.alerts.schedule import Scope, format_duration, parse_duration, zone
+from monitor.alerts.schedule import Scope, parse_duration, zone
 from monitor.cli_common import add_database_option, db_session, settings_from
+from monitor.cli_table import ago, print_table, when
+from monitor.timefmt import format_duration
 
 _T = TypeVar("_T")
 _Sub: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -52,21 +54,6 @@ def _run(
             return result
 
     return asyncio.run(run())
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    allrows = [tuple(header), *(tuple(r) for r in rows)]
-    widths = [max(len(r[i]) for r in allrows) for i in range(len(header))]
-    for r in allrows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-
-
-def _when(value: datetime | None) -> str:
-    return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def _ago(value: datetime | None, now: datetime) -> str:
-    return "-" if value is None else f"{format_duration((now - value).total_seconds())} ago"
 
 
 def _duration(text: str) -> Any:
@@ -149,7 +136,7 @@ def _add_alerts(subparsers: _Sub) -> None:
 
 
 def _alert_row(a: Alert, now: datetime) -> tuple[str, ...]:
-    ack = f"{a.acknowledged_by or '?'} {_ago(a.acknowledged_at, now)}" if a.acknowledged_at else ""
+    ack = f"{a.acknowledged_by or '?'} {ago(a.acknowledged_at, now)}" if a.acknowledged_at else ""
     flags = []
     if a.flapping:
         flags.append("flapping")
@@ -158,13 +145,13 @@ def _alert_row(a: Alert, now: datetime) -> tuple[str, ...]:
     if a.repeats:
         flags.append(f"repeated {a.repeats}x")
     if a.snoozed_until and a.snoozed_until > now:
-        flags.append(f"snoozed until {_when(a.snoozed_until)}")
+        flags.append(f"snoozed until {when(a.snoozed_until)}")
     return (
         str(a.id),
         a.status,
         a.severity,
         a.title,
-        _ago(a.opened_at, now),
+        ago(a.opened_at, now),
         ack,
         ",".join(a.channels) or "-",
         " ".join(flags),
@@ -209,7 +196,7 @@ def _list_alerts(args: argparse.Namespace) -> int:
     if not alerts:
         print("no open alerts" if status else "no alerts")
         return 0
-    _table(
+    print_table(
         ("ID", "STATUS", "SEVERITY", "ALERT", "OPENED", "ACKNOWLEDGED", "CHANNELS", ""),
         [_alert_row(a, now) for a in alerts],
     )
@@ -231,7 +218,7 @@ def _snooze(args: argparse.Namespace) -> int:
     if alert.snoozed_until is None:
         print(f"alert #{alert.id}: snooze ended")
     else:
-        print(f"alert #{alert.id} snoozed until {_when(alert.snoozed_until)}")
+        print(f"alert #{alert.id} snoozed until {when(alert.snoozed_until)}")
     return 0
 
 
@@ -264,7 +251,7 @@ def _deliveries(args: argparse.Namespace) -> int:
         return 0
     summary = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("pending", "sending", "sent", "failed"))
     print(f"deliveries: {summary}")
-    _table(
+    print_table(
         ("ID", "ALERT", "CHANNEL", "EVENT", "STATE", "ATTEMPTS", "NEXT/SENT", "LAST ERROR"),
         [
             (
@@ -274,7 +261,7 @@ def _deliveries(args: argparse.Namespace) -> int:
                 d.event,
                 d.state,
                 str(d.attempts),
-                _when(d.sent_at) if d.state == "sent" else _when(d.next_attempt_at),
+                when(d.sent_at) if d.state == "sent" else when(d.next_attempt_at),
                 (d.last_error or "")[:80],
             )
             for d in rows
@@ -299,13 +286,13 @@ def _mute(args: argparse.Namespace) -> int:
         lambda s: api.add_mute(s, scope=scope, duration=args.duration, note=args.note),
         commit=True,
     )
-    print(f"mute #{mute.id}: {scope.describe()} silenced until {_when(mute.until)}")
+    print(f"mute #{mute.id}: {scope.describe()} silenced until {when(mute.until)}")
     return 0
 
 
 def _mute_row(m: Mute) -> tuple[str, ...]:
     scope = Scope.of(devices=m.devices, classes=m.classes, tags=m.tags)
-    return (str(m.id), scope.describe(), _when(m.until), m.note)
+    return (str(m.id), scope.describe(), when(m.until), m.note)
 
 
 def _mutes(args: argparse.Namespace) -> int:
@@ -313,7 +300,7 @@ def _mutes(args: argparse.Namespace) -> int:
     if not mutes:
         print("no active mutes")
         return 0
-    _table(("ID", "SILENCES", "UNTIL", "NOTE"), [_mute_row(m) for m in mutes])
+    print_table(("ID", "SILENCES", "UNTIL", "NOTE"), [_mute_row(m) for m in mutes])
     return 0
 
 
@@ -387,7 +374,7 @@ def _list_channels(args: argparse.Namespace) -> int:
         print("no channels: add one with `clawbeat channels add NAME URL`")
         return 0
     views = [api.channel_view(c) for c in channels]
-    _table(
+    print_table(
         ("CHANNEL", "TYPE", "URL (redacted)", "DESCRIPTION"),
         [(v.name, v.scheme, v.url, v.description) for v in views],
     )
@@ -475,7 +462,7 @@ def _list_rules(args: argparse.Namespace) -> int:
     if not rules:
         print("no rules: every channel receives critical alerts")
         return 0
-    _table(
+    print_table(
         ("RULE", "CLASSES", "TAGS", "MIN SEVERITY", "CHANNELS", "ESCALATE TO"),
         [
             (
@@ -569,12 +556,12 @@ def _add_window(args: argparse.Namespace) -> int:
 def _describe_window(w: MaintenanceWindow) -> str:
     scope = Scope.of(devices=w.devices, classes=w.classes, tags=w.tags).describe()
     if w.recurrence:
-        when = f"every {w.recurrence} {w.timezone} for {format_duration(w.duration or 0)}"
+        span = f"every {w.recurrence} {w.timezone} for {format_duration(w.duration or 0)}"
         if w.ends_at:
-            when += f", until {_when(w.ends_at)}"
+            span += f", until {when(w.ends_at)}"
     else:
-        when = f"{_when(w.starts_at)} .. {_when(w.ends_at)}"
-    return f"{scope}, {when}"
+        span = f"{when(w.starts_at)} .. {when(w.ends_at)}"
+    return f"{scope}, {span}"
 
 
 def _list_windows(args: argparse.Namespace) -> int:
@@ -591,7 +578,7 @@ def _list_windows(args: argparse.Namespace) -> int:
         except InvalidSchedule:
             active = "invalid"
         rows.append((str(w.id), active, _describe_window(w), w.note))
-    _table(("ID", "NOW", "WINDOW", "NOTE"), rows)
+    print_table(("ID", "NOW", "WINDOW", "NOTE"), rows)
     return 0
 
 

@@ -15,8 +15,7 @@ from typing import Any, Final
 
 from monitor.alerts.core import DeviceState, Event
 from monitor.alerts.levels import Severity
-from monitor.alerts.schedule import format_duration
-from monitor.timefmt import iso
+from monitor.timefmt import format_duration, iso
 
 PREFIX: Final = "[clawbeat]"
 LIST_LIMIT: Final = 10

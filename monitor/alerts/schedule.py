@@ -54,18 +54,6 @@ def parse_duration(text: str, *, field: str = "duration") -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def format_duration(seconds: float) -> str:
-    """A short human duration: ``45s``, ``12m``, ``3h20m``, ``2d4h``."""
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m" + (f"{s % 60}s" if s % 60 and s < 600 else "")
-    if s < 86_400:
-        return f"{s // 3600}h" + (f"{(s % 3600) // 60}m" if (s % 3600) // 60 else "")
-    return f"{s // 86_400}d" + (f"{(s % 86_400) // 3600}h" if (s % 86_400) // 3600 else "")
-
-
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)

@@ -13,10 +13,10 @@ from monitor.alerts.schedule import (
     Scope,
     Weekly,
     Window,
-    format_duration,
     parse_duration,
     parse_every,
 )
+from monitor.timefmt import format_duration
 
 
 def utc(text: str) -> datetime:
