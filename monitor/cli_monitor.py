@@ -8,7 +8,6 @@ from pathlib import Path
 
 from monitor.cli_common import add_database_option, settings_from
 from monitor.logging_setup import configure_logging
-from monitor.service import MonitorService
 
 
 def add_monitor_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,4 +46,8 @@ def add_monitor_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
 def _run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     configure_logging(settings.log_level, settings.log_format)
+    # Imported here, not at the top: every other `clawbeat` command parses its arguments
+    # through this module, and none of them needs the MQTT stack or the web server.
+    from monitor.service import MonitorService  # noqa: PLC0415
+
     return asyncio.run(MonitorService(settings).run())
