@@ -7,6 +7,7 @@ the benchmarks, so all three run the broker exactly as configured in ``mosquitto
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import random
 import shutil
@@ -48,6 +49,23 @@ def free_port(host: str = "127.0.0.1", *, exclude: Collection[int] = ()) -> int:
         if port not in exclude:
             return port
     raise BrokerToolError(f"no free TCP port on {host}")
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when something already listens on ``host:port`` (a bind would fail).
+
+    SO_REUSEADDR as servers set it: a port with connections of a stopped server still in
+    TIME_WAIT is free, one with a listener is not.
+    """
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise BrokerToolError(f"cannot bind {host}:{port}: {exc.strerror}") from exc
+    return False
 
 
 def default_template() -> Path:
@@ -147,6 +165,14 @@ class BrokerProcess:
     def start(self, timeout: float = 10.0) -> None:
         if self.running:
             return
+        # Checked first: with another server on the port, Mosquitto exits at once but the
+        # readiness probe below would be answered by that other server.
+        for port in (self.port, self.tls_port):
+            if port_in_use(self.host, port):
+                raise BrokerToolError(
+                    f"port {port} on {self.host} is in use: is another broker running? "
+                    "(choose other ports)"
+                )
         self._log = self.log_path.open("ab")
         self._proc = subprocess.Popen(
             [mosquitto_binary(), "-c", str(self.conf_path)],

@@ -8,19 +8,30 @@ the real thing; this module only provisions credentials and supervises.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
 from broker.acl import MONITOR_USER, OPS_USER
 from broker.cli import service_credentials
-from broker.runner import BrokerProcess
+from broker.errors import BrokerToolError
+from broker.runner import BrokerProcess, port_in_use
+from monitor.demo_token import demo_admin_token
+from monitor.errors import ConfigError
+from monitor.settings import MonitorSettings
+from monitor.store.errors import StoreError
+from monitor.web.server import parse_bind
 
 SIM_PASSWORD_FILE = "sim-password"  # noqa: S105 - a file name, not a password
+TOKEN_FILE = "demo-token"  # noqa: S105 - a file name, not a token
+LOCK_FILE = "demo.lock"
 
 
 def add_demo_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,6 +53,46 @@ def add_demo_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
 def run_demo(args: argparse.Namespace) -> int:
     run_dir: Path = args.run_dir.resolve()
+    # Before anything is written: a second demo (or anything else on these ports) must not
+    # provision users, tokens or a database for the one that is running.
+    _check_ports(args)
+    with _run_dir_lock(run_dir):
+        return _run_demo(args, run_dir)
+
+
+def _check_ports(args: argparse.Namespace) -> None:
+    ports = [("MQTT", "127.0.0.1", args.port), ("MQTT/TLS", "127.0.0.1", args.tls_port)]
+    if args.http_bind:
+        try:
+            ports.append(("HTTP", *parse_bind(args.http_bind)))
+        except ConfigError as exc:
+            raise BrokerToolError(str(exc)) from exc
+    for what, host, port in ports:
+        if port_in_use(host, port):
+            raise BrokerToolError(
+                f"{what} port {port} on {host} is in use (is another `clawbeat demo` "
+                "running?); stop it, or choose other ports with --port, --tls-port, --http-bind"
+            )
+
+
+@contextlib.contextmanager
+def _run_dir_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run directory: one demo per directory."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_FILE, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BrokerToolError(
+                f"another `clawbeat demo` is running in {run_dir}; stop it, or use --run-dir"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _run_demo(args: argparse.Namespace, run_dir: Path) -> int:
     broker = BrokerProcess(run_dir=run_dir / "broker", port=args.port, tls_port=args.tls_port)
     creds = service_credentials(broker.run_dir)
     sim_password = _sim_password(broker.run_dir)
@@ -59,14 +110,12 @@ def run_demo(args: argparse.Namespace) -> int:
     if upgrade.returncode != 0:
         broker.stop()
         return upgrade.returncode
-    # A fresh admin token for the dashboard (tokens live in the demo's database).
-    token = subprocess.run(
-        [*exe, "token", "create", "--scope", "admin", "--name", "demo"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
+    # The dashboard's admin token (tokens live in the demo's database), kept across runs.
+    try:
+        token = demo_admin_token(MonitorSettings().database_url, run_dir / TOKEN_FILE)
+    except StoreError:
+        broker.stop()
+        raise
     names = ["monitor", "simulate"]
     children = [
         # Own sessions, so Ctrl-C reaches only this supervisor, which then stops the
@@ -91,7 +140,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(
         f"\nclawbeat demo running: broker {broker.host}:{broker.port}, {args.devices} devices."
         f"\n  watch the fleet:   clawbeat watch"
-        f"\n  dashboard:         http://{args.http_bind}/  (token: {token or 'see stderr'})"
+        f"\n  dashboard:         http://{args.http_bind}/  (token: {token})"
         f"\n  status topics:     mosquitto_sub -L '{ops_url}/clawbeat/v1/status/+' -v"
         f"\n  Ctrl-C stops everything.\n",
         flush=True,

@@ -92,6 +92,17 @@ async def revoke_token(session: AsyncSession, *, token_id: int, now: datetime) -
     return False
 
 
+@translates_errors("revoke API tokens")
+async def revoke_tokens_named(session: AsyncSession, *, name: str, now: datetime) -> int:
+    """Revoke every live token called ``name``; returns how many were revoked."""
+    result = await session.execute(
+        update(ApiToken)
+        .where(ApiToken.name == name, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return int(getattr(result, "rowcount", 0))
+
+
 @translates_errors("verify API token")
 async def verify_token(session: AsyncSession, *, token: str) -> ApiToken | None:
     """The live (unrevoked) token row matching ``token``, or None.
