@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from monitor.cli_common import add_database_option, db_session, settings_from
 from monitor.store import migrate, repository
-from monitor.store.database import display_url
+from monitor.store.database import display_url, sqlite_file
 
 
 def add_db_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,7 +48,22 @@ def _upgrade(args: argparse.Namespace) -> int:
     url = settings_from(args).database_url
     asyncio.run(migrate.upgrade(url, args.revision))
     print(f"{display_url(url)}: schema at {args.revision}")
+    _warn_if_readable_by_others(url)
     return 0
+
+
+def _warn_if_readable_by_others(url: str) -> None:
+    """A SQLite file made before clawbeat created them private (or copied carelessly)."""
+    path = sqlite_file(url)
+    if path is None:
+        return
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        print(
+            f"warning: {path} (mode {mode:04o}) can be read by other users, and it holds "
+            f"API token hashes and alert channel secrets: chmod 600 {path}",
+            file=sys.stderr,
+        )
 
 
 def _downgrade(args: argparse.Namespace) -> int:

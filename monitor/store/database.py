@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
@@ -97,6 +98,25 @@ def sqlite_file(url: str | URL) -> Path | None:
         path = database.removeprefix("file:").split("?", 1)[0]
         return None if path in ("", ":memory:") else Path(path)
     return Path(database)
+
+
+def create_private_sqlite_file(url: str | URL) -> None:
+    """Create the SQLite file of ``url`` readable by its owner only, if it is missing.
+
+    It holds token hashes and alert channel URLs with their secrets; left to SQLite, the
+    file would get 0644 under an ordinary umask. SQLite gives the ``-wal`` and ``-shm``
+    files it creates later the permissions of the database file, so they are private
+    too.
+    """
+    path = sqlite_file(url)
+    if path is None:
+        return
+    with translated("create the database file"):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # an existing database keeps the mode its owner chose
+            return
+        os.close(fd)
 
 
 def dump_json(value: object) -> str:

@@ -22,7 +22,12 @@ from alembic.util import CommandError
 from sqlalchemy import URL
 from sqlalchemy.engine import Connection
 
-from monitor.store.database import create_engine_for, sqlite_file, translated
+from monitor.store.database import (
+    create_engine_for,
+    create_private_sqlite_file,
+    sqlite_file,
+    translated,
+)
 from monitor.store.errors import SchemaOutdated, SchemaTooNew, StoreError
 
 BASE: Final = "base"
@@ -61,7 +66,11 @@ def known_revisions() -> list[str]:
 
 
 async def upgrade(url: str | URL, revision: str = "head") -> None:
-    """Migrate the database at ``url`` forward to ``revision`` (default: the newest)."""
+    """Migrate the database at ``url`` forward to ``revision`` (default: the newest).
+
+    A SQLite file that does not exist yet is created, private to its owner.
+    """
+    create_private_sqlite_file(url)
     await _run(url, f"upgrade to {revision}", lambda config: command.upgrade(config, revision))
 
 
