@@ -24,6 +24,7 @@ def add_monitor_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     p.add_argument("--mqtt-key-file", type=Path, help="client key for mqtts://")
     p.add_argument("--topic-root", help="topic root (default clawbeat/v1)")
     add_database_option(p)
+    p.add_argument("--sources-file", type=Path, help="TOML file of sources in other conventions")
     p.add_argument("--default-interval", type=float, help="seconds (default 30)")
     p.add_argument("--grace", type=float, help="default class grace, seconds (default 10)")
     p.add_argument("--missed-limit", type=int, help="missed intervals before stale (3)")

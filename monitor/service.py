@@ -47,6 +47,9 @@ from monitor.mqtt_link import LinkOptions, MqttLink, Outgoing
 from monitor.ops.config_version import CONFIG_VERSION_KEY
 from monitor.publish import monitor_presence_payload, status_payload, summary_payload
 from monitor.settings import MonitorSettings
+from monitor.sources.config import load_sources
+from monitor.sources.ingest import SourceIngest, route
+from monitor.sources.resolve import engine_view
 from monitor.state_rows import (
     device_row,
     engine_snapshot,
@@ -106,6 +109,9 @@ class MonitorService:
             on_flush=self.metrics.on_flush,
         )
         self.ingest: Ingest | None = None
+        # Fleets in other conventions (monitor/sources); a bad file fails the start here.
+        self.source_adapters = load_sources(settings.sources_file) if settings.sources_file else []
+        self.sources: SourceIngest | None = None
         self.link: MqttLink | None = None
         self.alerting = Alerting(settings, self.sessions, self.topics)  # monitor/alerts
         self.counts: Counter[str] = Counter()
@@ -558,6 +564,10 @@ class MonitorService:
         self.ingest = Ingest(
             self.topics, self, logging.getLogger("clawbeat.ingest"), config=self.config_message
         )
+        if self.source_adapters:
+            view = engine_view(self.engine)
+            log_to = logging.getLogger("clawbeat.sources")
+            self.sources = SourceIngest(self.source_adapters, self, view, log_to)
         # The will is fixed now, for every connection: it cannot say when it will fire.
         will = monitor_presence_payload(
             "offline", since=None, instance=self.instance, reason=OfflineReason.CONNECTION_LOST
@@ -572,6 +582,7 @@ class MonitorService:
                     self.topics.heartbeat_filter,
                     self.topics.presence_filter,
                     self.topics.config_filter,
+                    *(self.sources.filters if self.sources else ()),
                 ),
                 will_topic=self.topics.monitor_presence,
                 will_payload=will,
@@ -582,7 +593,9 @@ class MonitorService:
                 key_file=str(self.settings.mqtt_key_file) if self.settings.mqtt_key_file else None,
                 report_every=self.settings.mqtt_report_every,
             ),
-            on_message=self.ingest.handle,
+            on_message=self.ingest.handle
+            if self.sources is None
+            else route(self.ingest.handle, self.sources, self.topics.root),
             on_connected=self._on_connected,
             on_disconnected=self._on_disconnected,
         )

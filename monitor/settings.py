@@ -49,6 +49,10 @@ class MonitorSettings(BaseSettings):
 
     database_url: str = Field(DEFAULT_DATABASE_URL, repr=False)
 
+    sources_file: Path | None = Field(
+        None, description="TOML file of sources in other conventions (docs/adapters.md)"
+    )
+
     default_interval: float = Field(DEFAULT_INTERVAL, gt=0, description="when nothing else says")
     grace: float = Field(DEFAULT_GRACE, ge=0, description="default class grace, seconds")
     missed_limit: int = Field(

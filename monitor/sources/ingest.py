@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from device_client.protocol import Heartbeat
@@ -22,6 +22,9 @@ from monitor.sources.base import Adapter
 from monitor.sources.events import Ignored, Malformed
 from monitor.sources.resolve import SessionResolver, SessionView
 from monitor.sources.topics import filter_matches
+
+# What the MQTT link calls per message: (topic, payload, retained, monotonic, wall).
+MessageHandler = Callable[[str, bytes, bool, float, float], None]
 
 _HEARTBEAT_KEYS: Final = {o: f"heartbeat_{o.value}" for o in Outcome}
 _PRESENCE_KEYS: Final = {o: f"presence_{o.value}" for o in Outcome}
@@ -98,3 +101,17 @@ class SourceIngest:
     def _count(self, source: str, key: str) -> None:
         self.counts[key] += 1
         self.per_source[source][key] += 1
+
+
+def route(v1: MessageHandler, sources: SourceIngest, topic_root: str) -> MessageHandler:
+    """One handler for the link: protocol v1 topics to ``v1``, the rest to the sources."""
+    prefix = topic_root + "/"
+
+    def handle(topic: str, payload: bytes, retained: bool, now: float, wall: float) -> None:
+        if topic.startswith(prefix):
+            v1(topic, payload, retained, now, wall)
+        elif not sources.handle(topic, payload, retained, now, wall):
+            # Overlapping filters (a broad generic rule) can deliver what no source takes.
+            sources.counts["unclaimed"] += 1
+
+    return handle

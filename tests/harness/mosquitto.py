@@ -122,6 +122,29 @@ class TestBroker:
         self.device_passwords.update(users)
         self.process.add_users(users)
 
+    def allow(
+        self,
+        user: str,
+        *,
+        write: Iterable[str] = (),
+        read: Iterable[str] = (),
+        password: str | None = None,
+    ) -> None:
+        """Let ``user`` (created unless it exists) write and read these topics.
+
+        For fleets in other conventions, whose topics the protocol v1 ACL knows nothing
+        of. A running broker reloads at once; ``url(user)`` has the password.
+        """
+        lines = [f"\nuser {user}"]
+        lines += [f"topic write {t}" for t in write]
+        lines += [f"topic read {t}" for t in read]
+        with self.process.acl_path.open("a") as acl:
+            acl.write("\n".join(lines) + "\n")
+        if user in (self.monitor_user, self.ops_user) or user in self.device_passwords:
+            self.process.reload()
+        else:
+            self.add_device(user, password)
+
     def start(self) -> None:
         self.process.start()
 

@@ -1,0 +1,342 @@
+"""End to end: fleets in other conventions, through a real Mosquitto, on one monitor.
+
+Devices are MQTT connections publishing each convention's documented payloads (with
+their wills); the monitor runs with a sources file; what the tests look at is what ops
+see: the retained status topics, the ``transitions`` table and the monitor's log.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.harness.monitor import (
+    MonitorProcess,
+    StatusWatch,
+    read_devices,
+    read_transitions,
+    wait_until,
+)
+from tests.harness.mosquitto import TestBroker
+from tests.raw_mqtt import DeviceConnection
+from tests.sparkplug_payloads import data, dbirth, nbirth, ndeath
+
+WILL_HOLD = 0.5
+INTERVAL = 2.0  # every source's expected interval: late after 3 s of silence, stale after 5
+FAST = {
+    "grace": 1,
+    "missed_limit": 2,
+    "warmup": 1,
+    "will_hold": WILL_HOLD,
+    "default_interval": INTERVAL,
+    "flush_interval": 0.2,
+    "summary_interval": 1,
+}
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+SOURCES_TOML = f"""
+[[source]]
+name = "plugs"
+kind = "tasmota"
+interval = {INTERVAL}
+
+[[source]]
+name = "esp"
+kind = "esphome"
+interval = {INTERVAL}
+
+[[source]]
+name = "shelly"
+kind = "shelly"
+root = "shellies"
+interval = {INTERVAL}
+
+[[source]]
+name = "zigbee"
+kind = "zigbee2mqtt"
+interval = {INTERVAL}
+
+[[source]]
+name = "plant"
+kind = "sparkplug"
+interval = {INTERVAL}
+
+[[source]]
+name = "pumps"
+kind = "generic"
+topic = "home/+/alive"
+id_segment = 1
+seq = "n"
+presence_topic = "home/+/conn"
+interval = {INTERVAL}
+"""
+
+# The topics the monitor reads beyond protocol v1 (operators add the same to their ACL).
+MONITOR_READS = [
+    "tele/#",
+    "+/status",
+    "+/sensor/+/state",
+    "+/binary_sensor/+/state",
+    "+/text_sensor/+/state",
+    "+/switch/+/state",
+    "+/light/+/state",
+    "+/fan/+/state",
+    "shellies/#",
+    "zigbee2mqtt/#",
+    "spBv1.0/#",
+    "home/#",
+]
+
+
+@pytest.fixture
+def watch(broker: TestBroker) -> Iterator[StatusWatch]:
+    probe = StatusWatch(broker)
+    yield probe
+    probe.close()
+
+
+@pytest.fixture
+def monitor(
+    broker: TestBroker, database_url: str, tmp_path: Path, watch: StatusWatch
+) -> Iterator[MonitorProcess]:
+    sources = tmp_path / "sources.toml"
+    sources.write_text(SOURCES_TOML)
+    broker.allow(broker.monitor_user, read=MONITOR_READS)
+    proc = MonitorProcess(
+        broker, database_url, tmp_path / "monitor.log", sources_file=sources, **FAST
+    )
+    proc.start(probe=watch)
+    yield proc
+    proc.stop()
+
+
+def _steps(database_url: str, device_id: str) -> list[tuple[str | None, str, str | None]]:
+    return [(t.old_state, t.new_state, t.reason) for t in read_transitions(database_url, device_id)]
+
+
+def _wait_steps(
+    database_url: str, device_id: str, want: list[tuple[str | None, str, str | None]]
+) -> None:
+    try:
+        wait_until(lambda: _steps(database_url, device_id) == want, 10, what=f"{want}")
+    except AssertionError as exc:
+        raise AssertionError(f"{device_id}: {_steps(database_url, device_id)} != {want}") from exc
+
+
+@dataclass(frozen=True)
+class Convention:
+    """How one device of a convention is born, dies and beats, in its documented format."""
+
+    source: str
+    user: str
+    device_id: str
+    birth: tuple[str, str]
+    will: tuple[str, str]
+    beat: Callable[[int], tuple[str, str]]
+    garbage: list[tuple[str, str]]
+
+
+_NOTIFY = {
+    "src": "shellyplus1pm-a8032ab12345",
+    "dst": "shellies/shellyplus1pm-a8032ab12345/events",
+    "method": "NotifyStatus",
+    "params": {"ts": 1_800_000_000.5, "switch:0": {"id": 0, "apower": 12.5}},
+}
+
+CONVENTIONS = [
+    Convention(
+        "plugs",
+        "plug-1",
+        "plug-1",
+        ("tele/plug-1/LWT", "Online"),
+        ("tele/plug-1/LWT", "Offline"),
+        lambda n: (
+            "tele/plug-1/STATE",
+            json.dumps({"Time": "2026-12-03T15:10:00", "UptimeSec": n, "POWER": "ON"}),
+        ),
+        [("tele/plug-1/LWT", "Maybe"), ("tele/plug-1/STATE", "{trunc")],
+    ),
+    Convention(
+        "esp",
+        "kitchen",
+        "kitchen",
+        ("kitchen/status", "online"),
+        ("kitchen/status", "offline"),
+        lambda n: ("kitchen/sensor/temperature/state", f"{20 + n / 10:.1f}"),
+        [("kitchen/status", "napping")],
+    ),
+    Convention(
+        "shelly",
+        "shellyplus1pm-a8032ab12345",
+        "shellyplus1pm-a8032ab12345",
+        ("shellies/shellyplus1pm-a8032ab12345/online", "true"),
+        ("shellies/shellyplus1pm-a8032ab12345/online", "false"),
+        lambda _n: ("shellies/shellyplus1pm-a8032ab12345/events/rpc", json.dumps(_NOTIFY)),
+        [
+            ("shellies/shellyplus1pm-a8032ab12345/online", "yes"),
+            ("shellies/shellyplus1pm-a8032ab12345/events/rpc", "[]"),
+        ],
+    ),
+    Convention(
+        "pumps",
+        "pump-9",
+        "pump-9",
+        ("home/pump-9/conn", "online"),
+        ("home/pump-9/conn", "offline"),
+        lambda n: ("home/pump-9/alive", json.dumps({"n": n})),
+        [("home/pump-9/alive", '{"n": "seven"}'), ("home/pump-9/conn", "?")],
+    ),
+]
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("conv", CONVENTIONS, ids=[c.source for c in CONVENTIONS])
+def test_every_transition_and_a_quick_reconnect(
+    broker: TestBroker,
+    database_url: str,
+    monitor: MonitorProcess,
+    watch: StatusWatch,
+    conv: Convention,
+) -> None:
+    broker.allow(conv.user, write=[conv.birth[0], conv.will[0], conv.beat(0)[0]])
+    will = (conv.will[0], conv.will[1], True)
+    seq = iter(range(1, 1000))
+    first = DeviceConnection(broker, conv.user, will=will)
+    first.publish(*conv.birth, retain=True)
+    first.publish(*conv.beat(next(seq)))
+    watch.wait_state(conv.device_id, "online")
+    # Silence: late after interval + grace, stale after interval x missed_limit + grace.
+    watch.wait_state(conv.device_id, "late", timeout=3 * INTERVAL + 10)
+    watch.wait_state(conv.device_id, "stale", timeout=3 * INTERVAL + 10)
+    first.publish(*conv.beat(next(seq)))
+    watch.wait_state(conv.device_id, "online", reason="heartbeat")
+
+    # Quick reconnect: the new connection takes the client id over, so the broker
+    # publishes the old one's will just before the new birth.
+    second = DeviceConnection(broker, conv.user, will=will)
+    second.publish(*conv.birth, retain=True)
+    second.publish(*conv.beat(next(seq)))
+    for topic, payload in conv.garbage:
+        second.publish(topic, payload)
+    time.sleep(3 * WILL_HOLD)  # a false offline from the old will would have fired by now
+    second.publish(*conv.beat(next(seq)))
+    latest = watch.latest(conv.device_id)
+    assert latest is not None
+    assert latest["state"] == "online", watch.statuses(conv.device_id)
+
+    mark = time.monotonic()
+    second.drop()  # a crash: the broker publishes the will
+    watch.wait_state(conv.device_id, "offline", reason="connection-lost", after=mark)
+    _wait_steps(
+        database_url,
+        conv.device_id,
+        [
+            (None, "online", "first-seen"),
+            ("online", "late", "missed-heartbeats"),
+            ("late", "stale", "stopped-beating"),
+            ("stale", "online", "heartbeat"),
+            ("online", "offline", "connection-lost"),
+        ],
+    )
+    log = monitor.log_path.read_text(errors="replace")
+    assert f"source {conv.source}: dropped message" in log
+    assert monitor.running()
+
+
+@SQLITE_ONLY
+def test_zigbee2mqtt_availability_messages_and_bridge_will(
+    broker: TestBroker, database_url: str, monitor: MonitorProcess, watch: StatusWatch
+) -> None:
+    broker.allow("zigbee2mqtt", write=["zigbee2mqtt/#"])
+    bridge = DeviceConnection(
+        broker, "zigbee2mqtt", will=("zigbee2mqtt/bridge/state", '{"state":"offline"}', True)
+    )
+    bridge.publish("zigbee2mqtt/bridge/state", '{"state":"online"}', retain=True)
+    bridge.publish("zigbee2mqtt/Hall Lamp/availability", '{"state":"online"}', retain=True)
+    bridge.publish("zigbee2mqtt/Hall Lamp", '{"state":"ON","brightness":200,"linkquality":90}')
+    watch.wait_state("Hall_Lamp", "online")
+    watch.wait_state("zigbee2mqtt.bridge", "online")
+    bridge.publish("zigbee2mqtt/Hall Lamp/set", '{"state":"OFF"}')  # a command: not the lamp
+    bridge.publish("zigbee2mqtt/Hall Lamp", "ON")  # not JSON: malformed
+    watch.wait_state("Hall_Lamp", "late", timeout=3 * INTERVAL + 10)
+    bridge.publish("zigbee2mqtt/Hall Lamp", '{"state":"ON","linkquality":87}')
+    watch.wait_state("Hall_Lamp", "online", reason="heartbeat")
+    bridge.publish("zigbee2mqtt/Hall Lamp/availability", '{"state":"offline"}', retain=True)
+    watch.wait_state("Hall_Lamp", "offline", reason="connection-lost")
+    bridge.drop()
+    watch.wait_state("zigbee2mqtt.bridge", "offline", reason="connection-lost")
+    assert "source zigbee: dropped message" in monitor.log_path.read_text(errors="replace")
+
+
+def _ms() -> int:
+    return round(time.time() * 1000)
+
+
+NODE, PUMP, VALVE = "plant.edge-1", "plant.edge-1.pump", "plant.edge-1.valve"
+
+
+def _sparkplug_birth(conn: DeviceConnection, bd: int) -> None:
+    conn.publish("spBv1.0/plant/NBIRTH/edge-1", nbirth(bd, ts_ms=_ms()))
+    conn.publish("spBv1.0/plant/DBIRTH/edge-1/pump", dbirth(1, ts_ms=_ms()))
+    conn.publish("spBv1.0/plant/DBIRTH/edge-1/valve", dbirth(2, ts_ms=_ms()))
+
+
+def _sparkplug_node(broker: TestBroker, bd: int) -> DeviceConnection:
+    will = ("spBv1.0/plant/NDEATH/edge-1", ndeath(bd, ts_ms=_ms()), False)
+    return DeviceConnection(broker, "edge-1", will=will)
+
+
+@SQLITE_ONLY
+def test_sparkplug_sessions_duplicates_and_node_death(
+    broker: TestBroker, database_url: str, monitor: MonitorProcess, watch: StatusWatch
+) -> None:
+    broker.allow("edge-1", write=["spBv1.0/plant/+/edge-1", "spBv1.0/plant/+/edge-1/+"])
+    first = _sparkplug_node(broker, 0)
+    _sparkplug_birth(first, 0)
+    for device in (NODE, PUMP, VALVE):
+        watch.wait_state(device, "online")
+
+    first.publish("spBv1.0/plant/DDATA/edge-1/pump", data(3, ts_ms=_ms()))
+    row = wait_until(
+        lambda: (r := read_devices(database_url).get(PUMP)) and r.last_seq is not None and r,
+        5,
+        what="the pump's DDATA in the database",
+    )
+    first.publish("spBv1.0/plant/DDATA/edge-1/pump", data(3, ts_ms=_ms()))  # redelivered
+    first.publish("spBv1.0/plant/NDATA/edge-1", b"\x08\xff\xff")  # truncated protobuf
+    first.publish("spBv1.0/plant/NDATA/edge-1", data(4, ts_ms=_ms()))  # sentinel
+    wait_until(
+        lambda: (
+            (r := read_devices(database_url).get(NODE))
+            and r.last_seq is not None
+            and r.last_seq % 1_000_000 >= 4
+        ),
+        5,
+        what="the node's sentinel NDATA in the database",
+    )
+    assert read_devices(database_url)[PUMP] == row  # the duplicate changed nothing
+
+    # Quick reconnect with the next bdSeq: the old connection's NDEATH (bdSeq 0) comes
+    # first, the new births within the will hold.
+    second = _sparkplug_node(broker, 1)
+    _sparkplug_birth(second, 1)
+    # The same old will delivered once more, late (after the new birth): stale, ignored.
+    second.publish("spBv1.0/plant/NDEATH/edge-1", ndeath(0, ts_ms=_ms()))
+    time.sleep(3 * WILL_HOLD)
+    second.publish("spBv1.0/plant/DDATA/edge-1/valve", data(3, ts_ms=_ms()))
+    for device in (NODE, PUMP, VALVE):
+        latest = watch.latest(device)
+        assert latest is not None
+        assert latest["state"] == "online", watch.statuses(device)
+        assert [s for _, s, _ in _steps(database_url, device)] == ["online"], device
+
+    mark = time.monotonic()
+    second.drop()  # node death: its devices die with it
+    for device in (NODE, PUMP, VALVE):
+        watch.wait_state(device, "offline", reason="connection-lost", after=mark)
+    assert "not a Sparkplug B payload" in monitor.log_path.read_text(errors="replace")
