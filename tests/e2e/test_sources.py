@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from device_client import Device
 from tests.harness.monitor import (
     MonitorProcess,
     StatusWatch,
@@ -340,3 +341,54 @@ def test_sparkplug_sessions_duplicates_and_node_death(
     for device in (NODE, PUMP, VALVE):
         watch.wait_state(device, "offline", reason="connection-lost", after=mark)
     assert "not a Sparkplug B payload" in monitor.log_path.read_text(errors="replace")
+
+
+def test_one_monitor_watches_a_mixed_fleet(
+    broker: TestBroker, database_url: str, monitor: MonitorProcess, watch: StatusWatch
+) -> None:
+    """Protocol v1, Sparkplug B, Tasmota and Zigbee2MQTT devices side by side."""
+    broker.add_device("v1-pump")
+    broker.allow("edge-1", write=["spBv1.0/plant/+/edge-1", "spBv1.0/plant/+/edge-1/+"])
+    broker.allow("plug-1", write=["tele/plug-1/#"])
+    broker.allow("zigbee2mqtt", write=["zigbee2mqtt/#"])
+    with Device(device_id="v1-pump", broker=broker.url("v1-pump"), interval=0.5, keepalive=5):
+        node = _sparkplug_node(broker, 0)
+        _sparkplug_birth(node, 0)
+        plug = DeviceConnection(broker, "plug-1", will=("tele/plug-1/LWT", "Offline", True))
+        plug.publish("tele/plug-1/LWT", "Online", retain=True)
+        plug.publish("tele/plug-1/STATE", '{"UptimeSec": 5, "POWER": "ON"}')
+        bridge = DeviceConnection(
+            broker, "zigbee2mqtt", will=("zigbee2mqtt/bridge/state", "offline", True)
+        )
+        bridge.publish("zigbee2mqtt/bridge/state", "online", retain=True)
+        bridge.publish("zigbee2mqtt/Hall Lamp/availability", '{"state":"online"}', retain=True)
+        bridge.publish("zigbee2mqtt/Hall Lamp", '{"state":"ON"}')
+        fleet = ["v1-pump", NODE, PUMP, VALVE, "plug-1", "zigbee2mqtt.bridge", "Hall_Lamp"]
+        for device in fleet:
+            watch.wait_state(device, "online")
+
+        mark = time.monotonic()
+        node.drop()
+        for device in (NODE, PUMP, VALVE):
+            watch.wait_state(device, "offline", reason="connection-lost", after=mark)
+        plug.drop()
+        watch.wait_state("plug-1", "offline", reason="connection-lost", after=mark)
+        bridge.publish("zigbee2mqtt/Hall Lamp/availability", '{"state":"offline"}', retain=True)
+        watch.wait_state("Hall_Lamp", "offline", reason="connection-lost", after=mark)
+        bridge.drop()
+        watch.wait_state("zigbee2mqtt.bridge", "offline", reason="connection-lost", after=mark)
+        latest = watch.latest("v1-pump")
+        assert latest is not None
+        assert latest["state"] == "online"  # beating throughout, untouched by the others
+    watch.wait_state("v1-pump", "offline", reason="shutdown", after=mark)
+
+    wait_until(lambda: set(fleet) <= set(read_devices(database_url)), 5, what="every row")
+    assert set(read_devices(database_url)) == set(fleet)
+    for device in fleet:
+        wait_until(
+            lambda d=device: (s := _steps(database_url, d)) and s[-1][1] == "offline",
+            5,
+            what=f"{device}'s offline row",
+        )
+        assert _steps(database_url, device)[0] == (None, "online", "first-seen")
+    assert [s for _, s, _ in _steps(database_url, "v1-pump")] == ["online", "offline"]
