@@ -7,6 +7,7 @@ see: the retained status topics, the ``transitions`` table and the monitor's log
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -384,11 +385,12 @@ def test_one_monitor_watches_a_mixed_fleet(
 
     wait_until(lambda: set(fleet) <= set(read_devices(database_url)), 5, what="every row")
     assert set(read_devices(database_url)) == set(fleet)
+
+    def ends_offline(device: str) -> bool:
+        steps = _steps(database_url, device)
+        return bool(steps) and steps[-1][1] == "offline"
+
     for device in fleet:
-        wait_until(
-            lambda d=device: (s := _steps(database_url, d)) and s[-1][1] == "offline",
-            5,
-            what=f"{device}'s offline row",
-        )
+        wait_until(functools.partial(ends_offline, device), 5, what=f"{device}'s offline row")
         assert _steps(database_url, device)[0] == (None, "online", "first-seen")
     assert [s for _, s, _ in _steps(database_url, "v1-pump")] == ["online", "offline"]
