@@ -260,6 +260,7 @@ class AlertActions:
                 severity=Severity(alert.severity),
                 flap_window=self._flap_window,
                 down_since=details.get("down_since"),
+                resolved=True,
             )
             recipients = _recipients(
                 Route(tuple(alert.channels), tuple(alert.escalate_to)),

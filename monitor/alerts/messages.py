@@ -1,7 +1,8 @@
 """What notifications say: titles, bodies and the MQTT alert event. Pure.
 
 Every title starts with ``[clawbeat]`` so mail filters and chat rules can catch them;
-bodies end with how to acknowledge. Device lists are capped so an outage of a
+bodies of open alerts end with how to acknowledge them, those of resolved ones say so
+(there is nothing left to acknowledge). Device lists are capped so an outage of a
 hundred thousand devices still fits a chat message.
 """
 
@@ -41,6 +42,10 @@ def _ack(alert_id: int) -> str:
     return f"Alert #{alert_id}. Acknowledge: clawbeat alerts ack {alert_id}"
 
 
+def _resolved(alert_id: int) -> str:
+    return f"Alert #{alert_id} is resolved."
+
+
 def _describe(device: DeviceState) -> str:
     reason = f" ({device.reason})" if device.reason else ""
     return f"{device.state}{reason} since {iso(device.at_wall)}"
@@ -67,8 +72,12 @@ def device_message(
     changes: int = 0,
     flap_window: float = 0.0,
     down_since: float | None = None,
+    resolved: bool = False,
 ) -> Message:
-    """Opened, worse, recovered, flapping, stable: one device's alert."""
+    """Opened, worse, recovered, flapping, stable: one device's alert.
+
+    ``resolved``: the message resolves the alert (a recovery, or stable while up).
+    """
     cls = device.context.device_class
     where = f"{device.device_id} (class {cls})"
     if event is Event.RECOVERED:
@@ -93,7 +102,8 @@ def device_message(
     else:
         title = f"{PREFIX} {device.device_id} is {device.state}"
         body = f"{where} is {_describe(device)}. Severity {severity}."
-    return Message(title, f"{body}\n{_ack(alert_id)}", _type(event, severity))
+    footer = _resolved(alert_id) if resolved or event is Event.RECOVERED else _ack(alert_id)
+    return Message(title, f"{body}\n{footer}", _type(event, severity))
 
 
 def outage_summary(count: int) -> str:

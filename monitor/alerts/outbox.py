@@ -7,6 +7,9 @@ the claim *before* sending, then records the outcome. So:
   was pending: pending rows are simply claimed by the next process;
 * a process killed between sending and recording leaves its claim to run out
   (``lease``), after which the row is sent again: at-least-once, never at-most-once;
+* each channel is a queue: a round claims at most the oldest unfinished delivery of
+  each channel, so channels are sent to in parallel and each in order, also while
+  one of its deliveries waits out a retry (``repository._head_of_channel``);
 * a failed attempt is retried after a capped exponential backoff (``retry.py``) and
   given up after ``max_attempts`` (state ``failed``, visible in
   ``clawbeat alerts deliveries --state failed``, requeued with ``alerts retry``).

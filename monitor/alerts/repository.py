@@ -526,12 +526,37 @@ class ClaimedDelivery:
     """Including this attempt."""
 
 
+def _head_of_channel() -> Any:
+    """The delivery is the oldest its channel has not finished with.
+
+    Each channel is a queue: a newer notification waits while an older one to the same
+    channel is pending (in its retry backoff) or being sent, so after an outage of the
+    channel they arrive in the order they were decided ("is stale", "ESCALATED", "is
+    now lost", "recovered"), never a recovery before the alert. Given-up deliveries
+    (``failed``) no longer hold the queue.
+    """
+    d = _deliveries.c
+    older = _deliveries.alias("older")
+    return ~(
+        select(older.c.id)
+        .where(
+            older.c.channel == d.channel,
+            older.c.id < d.id,
+            older.c.state.in_((PENDING, SENDING)),
+        )
+        .exists()
+    )
+
+
 def _claimable(now: datetime) -> Any:
     d = _deliveries.c
-    return or_(
-        and_(d.state == PENDING, d.next_attempt_at <= now),
-        # A claim whose lease ran out: its worker died (or hung) mid-send.
-        and_(d.state == SENDING, d.claimed_until < now),
+    return and_(
+        or_(
+            and_(d.state == PENDING, d.next_attempt_at <= now),
+            # A claim whose lease ran out: its worker died (or hung) mid-send.
+            and_(d.state == SENDING, d.claimed_until < now),
+        ),
+        _head_of_channel(),
     )
 
 
@@ -540,6 +565,9 @@ async def claim_due(
     session: AsyncSession, *, now: datetime, token: str, lease: float, limit: int = 50
 ) -> list[ClaimedDelivery]:
     """Claim up to ``limit`` deliveries that are due; commit before sending them.
+
+    At most one per channel (:func:`_head_of_channel`): the caller may send them all at
+    once, and each channel still receives its notifications in order.
 
     Each claim is a compare-and-set: two monitor replicas, or a restarted monitor and
     the lease of its crashed predecessor, may pick the same row; the WHERE repeats the
@@ -672,9 +700,16 @@ async def release_claims(session: AsyncSession, *, token: str, ids: Sequence[int
 
 @translates_errors("next delivery due")
 async def next_due(session: AsyncSession) -> datetime | None:
-    """When the earliest pending delivery is due (or a claim's lease runs out)."""
+    """When the earliest pending delivery is due (or a claim's lease runs out).
+
+    Only the head of each channel's queue counts: one waiting behind an older delivery
+    in backoff is not due before that one.
+    """
     d = _deliveries.c
-    pending = await session.scalar(select(func.min(d.next_attempt_at)).where(d.state == PENDING))
-    leased = await session.scalar(select(func.min(d.claimed_until)).where(d.state == SENDING))
+    head = _head_of_channel()
+    pending = await session.scalar(
+        select(func.min(d.next_attempt_at)).where(d.state == PENDING, head)
+    )
+    leased = await session.scalar(select(func.min(d.claimed_until)).where(d.state == SENDING, head))
     candidates = [t for t in (pending, leased) if t is not None]
     return min(candidates, default=None)

@@ -24,7 +24,7 @@ from monitor.alerts import api
 from monitor.alerts.models import AlertDelivery
 from monitor.alerts.schedule import DAYS
 from monitor.store.database import create_engine_for, make_session_factory
-from tests.harness.alert_sinks import SmtpSink, WebhookSink, free_port
+from tests.harness.alert_sinks import Hook, SmtpSink, WebhookSink, free_port
 from tests.harness.monitor import MonitorProcess, Spawned, StatusWatch, wait_until
 from tests.harness.mosquitto import TestBroker
 from tests.harness.postgres import run_coroutine
@@ -168,6 +168,10 @@ def monitor_logged(proc: MonitorProcess, text: str, timeout: float = 20) -> None
     wait_until(lambda: text in proc.log_path.read_text(), timeout, what=repr(text))
 
 
+def on_path(path: str) -> Callable[[Hook], bool]:
+    return lambda hook: hook.path == path
+
+
 def titled(text: str) -> Any:
     return lambda item: text in item.title
 
@@ -298,6 +302,85 @@ def test_a_failing_channel_is_retried_with_backoff_and_delivered_once_across_a_r
     assert next(d["attempts"] for d in rows if d["channel"] == "flaky") >= 4
     # The alert was decided once, before the restart: one event on MQTT.
     assert [a["event"] for a in watch.alerts()] == ["down"]
+
+
+# --- a channel outage: the queue goes out in order ------------------------------------------
+
+
+@SQLITE_ONLY
+def test_notifications_queued_during_a_channel_outage_arrive_in_the_order_decided(
+    broker: TestBroker,
+    database_url: str,
+    tmp_path: Path,
+    watch: AlertWatch,
+    spawned: Spawned,
+    monitors: list[MonitorProcess],
+) -> None:
+    dev = "alert-order-1"
+    broker.add_device(dev)
+    down = WebhookSink(port=free_port())  # its server is down for now
+    # A long retry cap: the oldest delivery is deep in its backoff when the server comes
+    # back, the newest about to be retried.
+    monitor = make_monitor(
+        broker,
+        database_url,
+        tmp_path,
+        escalate_after=1,
+        lost_after=6,
+        alert_retry_base=0.5,
+        alert_retry_cap=4,
+    )
+    add_channel(database_url, "primary", down.url("/primary"))
+    add_channel(database_url, "boss", down.url("/boss"))
+    monitor.cli("rules", "add", "main", "--channel", "primary", "--escalate-to", "boss")
+    start(monitor, watch, monitors)
+    mark = time.monotonic()
+    device = spawned.device(dev)
+    watch.wait_state(dev, "online", after=mark)
+    device.kill()
+    device.wait(5)
+    # Offline, escalated, lost, then back: every notification fails meanwhile.
+    watch.wait_alert("down", device=dev)
+    watch.wait_alert("escalated", device=dev)
+    watch.wait_alert("worse", device=dev)
+    mark = time.monotonic()
+    spawned.device(dev)
+    watch.wait_state(dev, "online", after=mark)
+    (alert,) = stored_alerts(monitor)
+
+    def all_queued() -> list[AlertDelivery] | None:
+        rows = delivery_rows(database_url, alert["id"])
+        recovered = [r for r in rows if r.event == "recovered"]
+        return rows if len(recovered) == 2 and rows[0].attempts >= 3 else None
+
+    rows = wait_until(all_queued, 30, what="every notification queued, the first retried")
+    assert {r.state for r in rows} <= {"pending", "sending"}
+    down.start()
+    try:
+        for path in ("/primary", "/boss"):
+            down.wait(on_path(path), count=3, timeout=30)
+        time.sleep(QUIET_FOR)
+    finally:
+        down.stop()
+    assert down.titles("/primary") == [
+        f"[clawbeat] {dev} is offline",
+        f"[clawbeat] {dev} is now lost",
+        f"[clawbeat] {dev} recovered",
+    ]
+    assert down.titles("/boss") == [
+        f"[clawbeat] ESCALATED: {dev} is offline",
+        f"[clawbeat] {dev} is now lost",
+        f"[clawbeat] {dev} recovered",
+    ]
+    # Each channel got them in the order they were decided.
+    for channel, path in (("primary", "/primary"), ("boss", "/boss")):
+        decided = [
+            r.title for r in delivery_rows(database_url, alert["id"]) if r.channel == channel
+        ]
+        assert down.titles(path) == decided
+    for post in down.matching(titled("recovered")):
+        assert "Acknowledge" not in post.message
+        assert f"Alert #{alert['id']} is resolved." in post.message
 
 
 # --- a storm: 500 devices lose the broker at once ---------------------------------------------

@@ -203,6 +203,89 @@ async def test_the_outbox_claims_once_retries_and_gives_up(database_url: str) ->
             assert await repository.delivery_counts(s) == {"sent": 1, "pending": 1}
 
 
+async def test_each_channel_is_a_queue_an_older_delivery_in_backoff_holds_newer_ones(
+    database_url: str,
+) -> None:
+    async with open_store(database_url) as sessions:
+        async with sessions() as s:
+            await api.add_channel(s, name="hook", url=HOOK, now=T0)
+            await api.add_channel(s, name="mail", url=HOOK, now=T0)
+            alert_id = await repository.insert_alert(s, values=alert_values("q:1", "q"))
+            assert alert_id is not None
+            rows = [
+                NewDelivery(f"q:{n}:{event}:{c}", alert_id, c, event, event, "b", "failure")
+                for n, event in enumerate(("down", "escalated", "worse", "recovered"))
+                for c in ("hook", "mail")
+            ]
+            await repository.insert_deliveries(s, rows=rows, now=T0)
+            await s.commit()
+
+        async def claim(at: datetime, token: str) -> list[tuple[str, str]]:
+            async with sessions() as s:
+                got = await repository.claim_due(s, now=at, token=token, lease=30)
+                await s.commit()
+            return sorted((c.channel, c.event) for c in got)
+
+        # One per channel, the oldest, though all are due.
+        first = await claim(T0, "w1")
+        assert first == [("hook", "down"), ("mail", "down")]
+        async with sessions() as s:
+            ids = {(d.channel, d.event): d.id for d in await api.list_deliveries(s, limit=None)}
+            # The hook fails and backs off; the mail goes through.
+            assert await repository.mark_failed(
+                s,
+                delivery_id=ids["hook", "down"],
+                token="w1",
+                error="refused",
+                retry_at=T0 + timedelta(seconds=60),
+            )
+            assert await repository.mark_sent(
+                s, delivery_id=ids["mail", "down"], token="w1", now=T0
+            )
+            await s.commit()
+            # The hook's newer deliveries are due but wait behind the one in backoff.
+            assert await repository.next_due(s) == T0
+        for n, event in enumerate(("escalated", "worse", "recovered")):
+            assert await claim(T0 + timedelta(seconds=1), f"m{n}") == [("mail", event)]
+            async with sessions() as s:
+                assert await repository.mark_sent(
+                    s, delivery_id=ids["mail", event], token=f"m{n}", now=T0
+                )
+                await s.commit()
+        async with sessions() as s:
+            assert await repository.next_due(s) == T0 + timedelta(seconds=60)
+        # The hook is back: its queue drains oldest first.
+        order = []
+        at = T0 + timedelta(seconds=61)
+        for n in range(4):
+            (got,) = [c for c in await claim(at, f"h{n}") if c[0] == "hook"]
+            order.append(got[1])
+            async with sessions() as s:
+                assert await repository.mark_sent(s, delivery_id=ids[got], token=f"h{n}", now=at)
+                await s.commit()
+        assert order == ["down", "escalated", "worse", "recovered"]
+
+
+async def test_a_given_up_delivery_does_not_hold_its_channel(database_url: str) -> None:
+    async with open_store(database_url) as sessions, sessions() as s:
+        await api.add_channel(s, name="hook", url=HOOK, now=T0)
+        alert_id = await repository.insert_alert(s, values=alert_values("g:1", "g"))
+        assert alert_id is not None
+        rows = [
+            NewDelivery(f"g:{e}:hook", alert_id, "hook", e, e, "b", "failure")
+            for e in ("down", "recovered")
+        ]
+        await repository.insert_deliveries(s, rows=rows, now=T0)
+        await s.commit()
+        (down,) = await repository.claim_due(s, now=T0, token="w1", lease=30)
+        assert await repository.mark_failed(
+            s, delivery_id=down.id, token="w1", error="gone", retry_at=None
+        )
+        await s.commit()
+        (recovered,) = await repository.claim_due(s, now=T0, token="w2", lease=30)
+        assert recovered.event == "recovered"
+
+
 async def test_maintenance_windows_and_mutes(database_url: str) -> None:
     async with open_store(database_url) as sessions, sessions() as s:
         scope = api.scope_of(devices=["pump"], tags=["line-3"])
