@@ -19,6 +19,7 @@ from device_client import protocol
 from device_client.client import DEFAULT_INTERVAL, DEFAULT_KEEPALIVE, Device
 from device_client.endpoint import resolve_endpoint
 from device_client.errors import ConnectRefused, DeviceError
+from device_client.log_format import UtcTextFormatter
 from device_client.settings import DeviceSettings, read_secret
 from device_client.simulate import FleetOptions, run_fleet
 from device_client.urls import BrokerUrl, parse_broker_url
@@ -372,11 +373,10 @@ def _tls_files(
 def _setup_logging(level: str) -> None:
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(
-            level=level,
-            format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(UtcTextFormatter())  # the monitor's format
+        root.addHandler(handler)
+        root.setLevel(level)
     logging.getLogger("clawbeat").setLevel(level)
 
 

@@ -6,8 +6,9 @@ import json
 import logging
 import sys
 import time
-from typing import Any, ClassVar
+from typing import Any
 
+from device_client.log_format import UtcTextFormatter
 from device_client.log_throttle import LogThrottle
 
 # Attributes every LogRecord has; anything else was passed via ``extra=`` and is data.
@@ -29,13 +30,8 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
-class TextFormatter(logging.Formatter):
-    converter = staticmethod(time.gmtime)  # UTC timestamps
-    default_msec_format = "%s.%03dZ"
-    _fmt_text: ClassVar[str] = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-
-    def __init__(self) -> None:
-        super().__init__(self._fmt_text)
+class TextFormatter(UtcTextFormatter):
+    """The shared text line, with ``extra=`` data appended as ``key=value``."""
 
     def format(self, record: logging.LogRecord) -> str:
         base = super().format(record)

@@ -64,7 +64,7 @@ from monitor.store.migrate import check_schema
 from monitor.store.models import DeviceClass
 from monitor.store.rows import StoredDevice
 from monitor.store.writer import WriteBehind
-from monitor.transition_log import log_transitions
+from monitor.transition_log import TransitionLog
 from monitor.web.events import EventHub, transition_event
 from monitor.web.metrics import ServiceMetrics
 
@@ -115,6 +115,7 @@ class MonitorService:
         self.link: MqttLink | None = None
         self.alerting = Alerting(settings, self.sessions, self.topics)  # monitor/alerts
         self.counts: Counter[str] = Counter()
+        self.transition_log = TransitionLog(log)
         self._latest: dict[str, _Latest] = {}
         # When each device registered since the last flush was first seen (its first
         # transition), so its new row says that rather than when it was flushed.
@@ -274,7 +275,7 @@ class MonitorService:
                 self._publish_status(snap)
             if self.events.subscribers:
                 self.events.publish("transition", transition_event(tr, snap))
-        log_transitions(log, transitions)
+        self.transition_log.log(transitions, time.monotonic())
 
     def _publish_status(self, snap: DeviceSnapshot) -> None:
         if self.link is None:
@@ -309,6 +310,7 @@ class MonitorService:
         """Hand dirty devices to the write-behind once per flush window."""
         while True:
             await asyncio.sleep(self.settings.flush_interval)
+            self.transition_log.flush(time.monotonic())
             self._count_missed()
             self._drain_dirty()
             assert self.engine is not None
@@ -651,6 +653,7 @@ class MonitorService:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.db.dispose()
+        self.transition_log.flush(time.monotonic(), force=True)
         log.info("stopped")
 
 

@@ -10,7 +10,7 @@ from monitor.sources.events import Decoded, Malformed
 from monitor.sources.resolve import SessionView
 
 # Larger than protocol v1's 4 KiB: a Tasmota STATE or a Sparkplug birth with its metric
-# definitions is bigger, and the broker's own message_size_limit caps it anyway.
+# definitions is bigger, and the broker's own max_packet_size caps it anyway.
 MAX_SOURCE_PAYLOAD: Final = 256 * 1024
 
 
