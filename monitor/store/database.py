@@ -160,6 +160,7 @@ def create_engine_for(
     sqlite_busy_timeout_ms: int = 5_000,
     application_name: str = "clawbeat",
     for_migrations: bool = False,
+    sqlite_write_lock: bool = False,
 ) -> AsyncEngine:
     """Create the process's engine for ``url`` (any form :func:`normalize_url` accepts).
 
@@ -171,6 +172,9 @@ def create_engine_for(
 
     ``for_migrations`` gives a pool-less engine whose SQLite connections run DDL inside
     real transactions and leave foreign keys off, as alembic's batch mode requires.
+    ``sqlite_write_lock`` (with ``for_migrations``) begins them with ``BEGIN IMMEDIATE``:
+    the write lock is taken first, waiting up to the busy timeout for whoever holds it,
+    so two migrations never interleave.
     """
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -179,6 +183,7 @@ def create_engine_for(
             echo=echo,
             busy_timeout_ms=sqlite_busy_timeout_ms,
             for_migrations=for_migrations,
+            write_lock=sqlite_write_lock,
         )
     connect_args: dict[str, Any] = {
         "timeout": connect_timeout,
@@ -209,7 +214,7 @@ def create_engine_for(
 
 
 def _sqlite_engine(
-    url: URL, *, echo: bool, busy_timeout_ms: int, for_migrations: bool
+    url: URL, *, echo: bool, busy_timeout_ms: int, for_migrations: bool, write_lock: bool
 ) -> AsyncEngine:
     in_memory = url.database in (None, "", ":memory:")
     engine = _create_async_engine(
@@ -227,21 +232,24 @@ def _sqlite_engine(
             dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
+            # First: switching a new file to WAL needs an exclusive lock, which a second
+            # process starting at the same moment must wait for rather than fail on.
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             if not in_memory:
                 cursor.execute("PRAGMA journal_mode=WAL")
                 # WAL + NORMAL survives an application crash; only a power cut can lose
                 # the last commits, which the write-behind buffer risks anyway.
                 cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             cursor.execute(f"PRAGMA foreign_keys={'OFF' if for_migrations else 'ON'}")
         finally:
             cursor.close()
 
     if for_migrations:
+        begin = "BEGIN IMMEDIATE" if write_lock else "BEGIN"
 
         @event.listens_for(engine.sync_engine, "begin")
         def _begin(connection: Connection) -> None:
-            connection.exec_driver_sql("BEGIN")
+            connection.exec_driver_sql(begin)
 
     return engine
 

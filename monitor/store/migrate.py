@@ -9,7 +9,9 @@ schema from inside its event loop, and the CLI wraps them in ``asyncio.run``.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
@@ -19,8 +21,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import URL
+from sqlalchemy import URL, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from monitor.store.database import (
     create_engine_for,
@@ -28,9 +31,15 @@ from monitor.store.database import (
     sqlite_file,
     translated,
 )
-from monitor.store.errors import SchemaOutdated, SchemaTooNew, StoreError
+from monitor.store.errors import SchemaOutdated, SchemaTooNew, StoreError, StoreUnavailable
 
 BASE: Final = "base"
+# PostgreSQL advisory lock key of clawbeat's migrations (advisory locks are per
+# database); any fixed number that other applications sharing it do not use.
+MIGRATION_LOCK_KEY: Final = 0x636C_6177_6265_6174  # "clawbeat" in ASCII; fits a bigint
+# How long a migration waits for another one to finish, seconds.
+LOCK_WAIT: Final = 900.0
+_LOCK_POLL: Final = 0.2
 
 
 def migrations_dir() -> Path:
@@ -115,18 +124,49 @@ def _current_revision(connection: Connection) -> str | None:
 
 
 async def _run(url: str | URL, operation: str, action: Callable[[Config], None]) -> None:
-    engine = create_engine_for(url, for_migrations=True)
+    # SQLite: every transaction starts by taking the write lock, waiting for it as long
+    # as for PostgreSQL's advisory lock below.
+    engine = create_engine_for(
+        url,
+        for_migrations=True,
+        sqlite_write_lock=True,
+        sqlite_busy_timeout_ms=int(LOCK_WAIT * 1000),
+    )
     try:
         with translated(operation):
             # One transaction for the whole run: on PostgreSQL (and on SQLite, whose
             # migration connections run DDL transactionally) a failing step leaves
             # the schema exactly as it was.
             async with engine.begin() as connection:
+                await _wait_for_lock(connection, operation)
                 await connection.run_sync(_run_with_connection, action)
     except CommandError as exc:
         raise StoreError(f"{operation}: {exc}") from exc
     finally:
         await engine.dispose()
+
+
+async def _wait_for_lock(connection: AsyncConnection, operation: str) -> None:
+    """Take this database's migration lock (PostgreSQL) before alembic reads anything.
+
+    Replicas starting together each run ``clawbeat db upgrade``: unserialised, they
+    would all create the same tables at once and all but one fail on a catalog
+    conflict. With the lock, the others wait, then read the version the first one
+    committed and find nothing to do. A transaction-level advisory lock ends with the
+    transaction, also when the process dies. Polled rather than awaited in one
+    statement, which the connection's command timeout would cut short.
+    """
+    if connection.dialect.name != "postgresql":
+        return  # SQLite: BEGIN IMMEDIATE took the write lock already
+    deadline = time.monotonic() + LOCK_WAIT
+    lock = text("SELECT pg_try_advisory_xact_lock(:key)")
+    while not await connection.scalar(lock, {"key": MIGRATION_LOCK_KEY}):
+        if time.monotonic() > deadline:
+            raise StoreUnavailable(
+                f"another migration of this database has held its lock for {LOCK_WAIT:g} s",
+                operation=operation,
+            )
+        await asyncio.sleep(_LOCK_POLL)
 
 
 def _run_with_connection(connection: Connection, action: Callable[[Config], None]) -> None:
