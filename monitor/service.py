@@ -46,6 +46,7 @@ from monitor.liveness.states import Transition
 from monitor.mqtt_link import LinkOptions, MqttLink, Outgoing
 from monitor.ops.config_version import CONFIG_VERSION_KEY
 from monitor.publish import monitor_presence_payload, status_payload, summary_payload
+from monitor.risk.scorer import RiskOptions, RiskScorer
 from monitor.settings import MonitorSettings
 from monitor.sources.config import load_sources
 from monitor.sources.ingest import SourceIngest, route
@@ -101,6 +102,14 @@ class MonitorService:
         self.db = create_engine_for(settings.database_url)
         self.sessions = make_session_factory(self.db)
         self.events = EventHub()  # live transitions and summaries for dashboards
+        # At-risk scoring (monitor/risk): signals recorded here, scored in a thread.
+        self.risk = RiskScorer(
+            RiskOptions(
+                cycle=settings.risk_cycle or 60.0,
+                retrain_every=settings.risk_retrain,
+                min_outages=settings.risk_min_outages,
+            )
+        )
         self.metrics = ServiceMetrics(self)  # this instance's own Prometheus registry
         self.writer = WriteBehind(
             self.sessions,
@@ -203,8 +212,32 @@ class MonitorService:
             )
             if before is not None and not result.transitions:
                 self._refresh_status(device_id, before, hb, wall)
+            self._observe_risk(device_id, hb, result, before, now)
         self._apply(result.transitions)
         return result
+
+    def _observe_risk(
+        self,
+        device_id: str,
+        hb: Heartbeat,
+        result: EventResult,
+        before: tuple[str | None, float | None, float] | None,
+        now: float,
+    ) -> None:
+        assert self.engine is not None
+        device_class = None
+        if result.outcome is Outcome.RECONNECTED or not self.risk.knows(device_id):
+            # The class only on first sight and reconnects: a snapshot per beat costs.
+            snap = self.engine.snapshot(device_id)
+            device_class = snap.device_class if snap is not None else None
+        self.risk.heartbeat(
+            device_id,
+            hb,
+            now,
+            interval=before[2] if before is not None and before[2] else hb.interval,
+            latency=result.latency,
+            device_class=device_class,
+        )
 
     def _refresh_status(
         self,
@@ -263,7 +296,9 @@ class MonitorService:
         if not transitions:
             return
         assert self.engine is not None
+        mono = time.monotonic()
         for tr in transitions:
+            self.risk.transition(tr, mono)
             self.counts[f"transition_{tr.new.value}"] += 1
             if tr.old is None:
                 self._first_seen[tr.device_id] = tr.at_wall
@@ -420,6 +455,7 @@ class MonitorService:
             if current.device_class != snap.class_name:
                 outdated.add(snap.id)
             self.engine.set_class(snap.id, snap.class_name)
+            self.risk.set_class(snap.id, snap.class_name)
             if self._overrides.get(snap.id) != snap.interval_override:
                 _set_sparse(self._overrides, snap.id, snap.interval_override)
                 self.engine.set_interval_override(snap.id, snap.interval_override)
@@ -623,6 +659,8 @@ class MonitorService:
             asyncio.create_task(self._config_loop(), name="config"),
             asyncio.create_task(self.alerting.run(), name="alerts"),
         ]
+        if self.settings.risk_cycle > 0:
+            tasks.append(asyncio.create_task(self.risk.run(), name="risk"))
         if self.http is not None:
             tasks.append(asyncio.create_task(self.http.serve(), name="http"))
         stop_wait = asyncio.create_task(self._stop.wait())

@@ -101,6 +101,17 @@ class MonitorSettings(BaseSettings):
         1.0, gt=0, le=60, description="rules/windows reload and repeat check period"
     )
 
+    # At-risk scoring (monitor/risk; docs/prediction.md).
+    risk_cycle: float = Field(
+        60.0, ge=0, le=3600, description="score every device's risk this often, seconds; 0 off"
+    )
+    risk_retrain: float = Field(
+        21_600.0, ge=60, description="retrain the risk model this often, seconds"
+    )
+    risk_min_outages: int = Field(
+        20, ge=1, description="devices that dropped off in the kept history before a model"
+    )
+
     http_bind: str = Field(
         "127.0.0.1:8080",
         description="HOST:PORT of the HTTP API, dashboard and /metrics; empty disables",

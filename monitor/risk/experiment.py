@@ -21,8 +21,8 @@ import numpy.typing as npt
 from device_client.degradation import HOUR, DevicePlan, Profile, plan_fleet
 from monitor.risk.evaluate import Figures, day_threshold, device_days, measure
 from monitor.risk.features import FeatureFrame
-from monitor.risk.labels import HORIZON_1H, HORIZON_24H, outage_starts, time_to_next_outage
-from monitor.risk.model import RiskModel, fit_classifier
+from monitor.risk.labels import outage_starts, time_to_next_outage
+from monitor.risk.model import RiskModel, train
 from monitor.risk.replay import EPOCH, ReplayResult, device_id, replay
 from monitor.risk.rules import scores, strengths
 
@@ -93,30 +93,14 @@ def rules_score(fleet: Fleet) -> Array:
 
 
 def train_model(fleet: Fleet, *, seed: int = 0) -> RiskModel:
-    """Fit both horizons; thresholds from 2-fold predictions split by device (not in-sample)."""
-    y1 = fleet.to_outage <= HORIZON_1H
-    y24 = fleet.to_outage <= HORIZON_24H
-    names = sorted(set(fleet.ids))
-    fold_of = {name: i % 2 for i, name in enumerate(names)}
-    fold = np.fromiter((fold_of[d] for d in fleet.ids), dtype=np.int64)
-    p1 = np.zeros(len(fleet.ids))
-    p24 = np.zeros(len(fleet.ids))
-    for k in (0, 1):
-        train = fold != k
-        test = ~train
-        p1[test] = fit_classifier(fleet.x[train], y1[train], seed=seed).predict_proba(
-            fleet.x[test]
-        )[:, 1]
-        p24[test] = fit_classifier(fleet.x[train], y24[train], seed=seed).predict_proba(
-            fleet.x[test]
-        )[:, 1]
-    return RiskModel(
-        within_1h=fit_classifier(fleet.x, y1, seed=seed),
-        within_24h=fit_classifier(fleet.x, y24, seed=seed),
-        threshold_1h=day_threshold(p1, fleet.healthy, fleet.keys, TARGET_RATE),
-        threshold_24h=day_threshold(p24, fleet.healthy, fleet.keys, TARGET_RATE),
-        samples=len(fleet.ids),
-        positives_24h=int(y24.sum()),
+    return train(
+        fleet.x,
+        device_ids=fleet.ids,
+        to_outage=fleet.to_outage,
+        healthy=fleet.healthy,
+        day_keys=fleet.keys,
+        target_rate=TARGET_RATE,
+        seed=seed,
     )
 
 

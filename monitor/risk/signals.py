@@ -35,6 +35,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from device_client.protocol import Heartbeat
+from monitor.liveness.policy import DEFAULT_CLASS
 from monitor.liveness.states import Reason, State, Transition
 
 TAU_SHORT: Final = 3600.0
@@ -146,14 +147,18 @@ class SignalTracker:
         *,
         interval: float,
         latency: float | None = None,
-        device_class: str = "default",
+        device_class: str | None = None,
     ) -> None:
-        """An accepted (fresh, not duplicate) heartbeat received at ``now``."""
+        """An accepted (fresh, not duplicate) heartbeat received at ``now``.
+
+        ``device_class`` None keeps the class known (``default`` for a new device).
+        """
         slot = self._slots.get(device_id)
         if slot is None:
-            slot = self._add(device_id, device_class)
+            slot = self._add(device_id, device_class or DEFAULT_CLASS)
+        elif device_class is not None:
+            self._classes[slot] = device_class
         cols = self._cols
-        self._classes[slot] = device_class
         cols[_C["interval"]][slot] = interval
         if math.isnan(cols[_C["first_t"]][slot]):
             cols[_C["first_t"]][slot] = now

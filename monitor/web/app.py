@@ -15,7 +15,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from monitor.alerts.errors import AlertingError
 from monitor.store.errors import DataRejected, StoreError
-from monitor.web import routes_alerts, routes_fleet, routes_health, routes_manage, routes_read
+from monitor.web import (
+    routes_alerts,
+    routes_fleet,
+    routes_health,
+    routes_manage,
+    routes_read,
+    routes_risk,
+)
 from monitor.web.auth import Principal, TokenVerifier, authenticate
 from monitor.web.deps import DevicePath
 from monitor.web.docs_ui import swagger_ui_dir
@@ -125,6 +132,7 @@ def create_app(service: MonitorService) -> FastAPI:
         )
 
     app.include_router(routes_read.router, tags=["read"])
+    app.include_router(routes_risk.router)
     app.include_router(routes_fleet.router)
     app.include_router(routes_manage.router, tags=["manage"])
     app.include_router(routes_alerts.router)

@@ -20,6 +20,7 @@ from monitor.connect_failure import FailureKind
 from monitor.liveness.outcomes import Outcome
 from monitor.liveness.states import State, Transition
 from monitor.store.writer import FlushReport
+from monitor.web.metrics_risk import RiskCollector
 
 if TYPE_CHECKING:
     from monitor.service import MonitorService
@@ -64,6 +65,7 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self.registry.register(_LiveCollector(service))
+        self.registry.register(RiskCollector(service.risk))
 
     def on_flush(self, report: FlushReport) -> None:
         self.flush_seconds.observe(report.seconds)

@@ -23,6 +23,7 @@ from monitor.store.errors import ClassInUse, ClassNotFound, DeviceNotFound
 from monitor.store.rows import ClassSpec
 from monitor.web.auth import Admin
 from monitor.web.deps import ADMIN_ERRORS, CONFLICT, NOT_FOUND, ClassPath, DevicePath, Service
+from monitor.web.risk_view import with_risk
 from monitor.web.routes_read import class_out
 from monitor.web.schemas import ClassIn, ClassOut, ClassPatch, DeviceOut, DevicePatch, ErrorOut
 from monitor.web.views import device_out
@@ -85,7 +86,7 @@ async def patch_device(
     live = service.engine.snapshot(device_id) if service.engine is not None else None
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no device {device_id!r}")
-    return device_out(row, live)
+    return with_risk(device_out(row, live), service.risk.report)
 
 
 def _spec(name: str, body: ClassIn) -> ClassSpec:

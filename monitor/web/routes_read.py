@@ -17,6 +17,7 @@ from monitor.timefmt import to_datetime
 from monitor.web.auth import Reader, StreamReader
 from monitor.web.deps import NOT_FOUND, READ_ERRORS, ClassPath, DevicePath, Service
 from monitor.web.events import Event
+from monitor.web.risk_view import with_risk
 from monitor.web.schemas import (
     ID_PATTERN,
     TAG_PATTERN,
@@ -111,7 +112,11 @@ async def list_devices(
             session, flt=flt, sort=sort, descending=order == "desc", limit=limit, offset=offset
         )
     engine = service.engine
-    items = [device_out(row, engine.snapshot(row.id) if engine else None) for row in rows]
+    report = service.risk.report
+    items = [
+        with_risk(device_out(row, engine.snapshot(row.id) if engine else None), report)
+        for row in rows
+    ]
     return DevicePage(total=total, limit=limit, offset=offset, items=items)
 
 
@@ -144,7 +149,7 @@ async def get_device(service: Service, _: Reader, device_id: DevicePath) -> Devi
         before, changes = await reports.state_history(
             session, device_id=device_id, since=now - timedelta(days=longest)
         )
-    base = device_out(row, live)
+    base = with_risk(device_out(row, live), service.risk.report)
     points = [(at.timestamp(), state) for at, state in changes]
     end = now.timestamp()
     windows: list[UptimeOut] = []

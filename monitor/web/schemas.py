@@ -72,6 +72,24 @@ class ErrorOut(BaseModel):
 # --- devices ------------------------------------------------------------------------
 
 
+class RiskOut(OutModel):
+    level: Literal["low", "elevated", "high"] = Field(
+        description="high: likely to drop off within the hour; elevated: within a day"
+    )
+    mode: Literal["rules", "model"] = Field(
+        description="rules: transparent limits (before enough history); model: learned"
+    )
+    score: float = Field(
+        description="Rules: the strongest signal against its limit (1 = at the limit). "
+        "Model: the larger probability over its threshold (>= 1 = flagged)"
+    )
+    within_1h: float | None = Field(
+        None, description="Probability of going stale, offline or lost within 1 h (model only)"
+    )
+    within_24h: float | None = Field(None, description="... within 24 h (model only)")
+    scored_at: datetime
+
+
 class DeviceOut(OutModel):
     id: str
     state: State = Field(description="Live state, from the running monitor")
@@ -92,6 +110,14 @@ class DeviceOut(OutModel):
     first_seen: datetime | None = None
     confirmed: bool = Field(
         False, description="Heard from since the monitor started (not only a persisted state)"
+    )
+    risk: RiskOut | None = Field(
+        None,
+        description="Risk of dropping off (docs/prediction.md); null when not scored: "
+        "down, in maintenance, not heard since start, or scoring off",
+    )
+    risk_reasons: list[str] = Field(
+        default_factory=list, description="The two or three signals behind an elevated risk"
     )
 
 
