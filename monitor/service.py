@@ -50,6 +50,7 @@ from monitor.risk.scorer import RiskOptions, RiskScorer
 from monitor.settings import MonitorSettings
 from monitor.sources.config import load_sources
 from monitor.sources.ingest import SourceIngest, route
+from monitor.sources.primary_host import PrimaryHost, host_options
 from monitor.sources.resolve import engine_view
 from monitor.state_rows import (
     device_row,
@@ -121,6 +122,8 @@ class MonitorService:
         # Fleets in other conventions (monitor/sources); a bad file fails the start here.
         self.source_adapters = load_sources(settings.sources_file) if settings.sources_file else []
         self.sources: SourceIngest | None = None
+        host = host_options(self.source_adapters, settings, client_id=self.instance)
+        self.sparkplug_host = PrimaryHost(host) if host is not None else None
         self.link: MqttLink | None = None
         self.alerting = Alerting(settings, self.sessions, self.topics)  # monitor/alerts
         self.counts: Counter[str] = Counter()
@@ -663,6 +666,8 @@ class MonitorService:
             tasks.append(asyncio.create_task(self.risk.run(), name="risk"))
         if self.http is not None:
             tasks.append(asyncio.create_task(self.http.serve(), name="http"))
+        if self.sparkplug_host is not None:
+            tasks.append(asyncio.create_task(self.sparkplug_host.run(), name="sparkplug-host"))
         stop_wait = asyncio.create_task(self._stop.wait())
         done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
         failed = [t for t in done if t is not stop_wait and t.exception() is not None]
@@ -676,6 +681,8 @@ class MonitorService:
         assert self.link is not None
         # No message may change the engine once its last state is being written.
         self.link.stop_intake()
+        if self.sparkplug_host is not None:
+            await self.sparkplug_host.close()  # STATE offline before anything else goes
         for task in tasks:
             if task.get_name() not in ("writer", "mqtt"):
                 task.cancel()

@@ -52,6 +52,10 @@ class MonitorSettings(BaseSettings):
     sources_file: Path | None = Field(
         None, description="TOML file of sources in other conventions (docs/adapters.md)"
     )
+    sparkplug_host_url: SecretStr | None = Field(
+        None,
+        description="broker URL (a user of its own) for the Sparkplug primary host STATE topic",
+    )
 
     default_interval: float = Field(DEFAULT_INTERVAL, gt=0, description="when nothing else says")
     grace: float = Field(DEFAULT_GRACE, ge=0, description="default class grace, seconds")
@@ -148,7 +152,7 @@ class MonitorSettings(BaseSettings):
     def _secrets_from_files(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        for name in ("mqtt_password", "database_url"):
+        for name in ("mqtt_password", "database_url", "sparkplug_host_url"):
             path = os.environ.get(f"CLAWBEAT_{name.upper()}_FILE")
             if path and data.get(name) is None:
                 data[name] = Path(path).read_text().strip()

@@ -41,7 +41,7 @@ class SourceConfigError(ConfigError):
 # Keys each kind accepts besides name/kind/interval/id_prefix, with their types.
 _STR: Final = str
 _KEYS: Final[dict[str, dict[str, type]]] = {
-    "sparkplug": {"group": _STR},
+    "sparkplug": {"group": _STR, "primary_host_id": _STR},
     "tasmota": {"prefix": _STR, "online_payload": _STR, "offline_payload": _STR},
     "esphome": {"root": _STR, "beats": bool},
     "zigbee2mqtt": {"base": _STR},
@@ -93,6 +93,10 @@ def parse_sources(data: Mapping[str, Any]) -> list[Adapter]:
             raise SourceConfigError("name used twice", source=adapter.name)
         names.add(adapter.name)
         adapters.append(adapter)
+    hosts = {a.primary_host_id for a in adapters if isinstance(a, SparkplugAdapter)} - {None}
+    if len(hosts) > 1:
+        named = ", ".join(sorted(map(str, hosts)))
+        raise SourceConfigError(f"one primary_host_id per monitor, not {len(hosts)}: {named}")
     return adapters
 
 
@@ -148,6 +152,9 @@ def _sparkplug(name: str, options: dict[str, Any]) -> Adapter:
     group = options.get("group", "+")
     if group != "+" and (not group or any(c in group for c in "+#/")):
         raise ValueError("'group' must be a Sparkplug group id (no '+', '#' or '/')")
+    host = options.get("primary_host_id")
+    if host is not None and (not host or any(c in host for c in "+#/")):
+        raise ValueError("'primary_host_id' must be a Sparkplug host id (no '+', '#' or '/')")
     return SparkplugAdapter(name, **options)
 
 

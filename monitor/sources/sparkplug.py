@@ -79,8 +79,10 @@ class SparkplugAdapter:
         interval: float = 60.0,
         group: str = "+",
         id_prefix: str = "",
+        primary_host_id: str | None = None,
     ) -> None:
         self._name = name
+        self.primary_host_id = primary_host_id
         self._interval = interval
         self.group = group
         self.id_prefix = id_prefix

@@ -394,3 +394,62 @@ def test_one_monitor_watches_a_mixed_fleet(
         wait_until(functools.partial(ends_offline, device), 5, what=f"{device}'s offline row")
         assert _steps(database_url, device)[0] == (None, "online", "first-seen")
     assert [s for _, s, _ in _steps(database_url, "v1-pump")] == ["online", "offline"]
+
+
+@SQLITE_ONLY
+def test_sparkplug_primary_host_state_follows_the_monitor(
+    broker: TestBroker, database_url: str, tmp_path: Path, watch: StatusWatch
+) -> None:
+    topic = "spBv1.0/STATE/clawbeat"
+    broker.allow("clawbeat-host", write=[topic], read=[topic])
+    broker.allow(broker.ops_user, read=["spBv1.0/STATE/#"])
+    broker.allow(broker.monitor_user, read=["spBv1.0/#"])
+    sources = tmp_path / "sources.toml"
+    sources.write_text(
+        '[[source]]\nname = "plant"\nkind = "sparkplug"\nprimary_host_id = "clawbeat"\n'
+    )
+    proc = MonitorProcess(
+        broker,
+        database_url,
+        tmp_path / "monitor.log",
+        sources_file=sources,
+        sparkplug_host_url=broker.url("clawbeat-host"),
+        **FAST,
+    )
+    watch.subscribe(topic)
+
+    def state_after(mark: float, *, online: bool) -> dict[str, object]:
+        found = watch.wait_for(
+            lambda m: (
+                m.topic == topic and m.at >= mark and json.loads(m.payload)["online"] is online
+            ),
+            15,
+        )
+        body: dict[str, object] = json.loads(found[-1].payload)
+        return body
+
+    try:
+        mark = time.monotonic()
+        proc.start(probe=watch)
+        birth = state_after(mark, online=True)
+        mark = time.monotonic()
+        proc.kill()  # SIGKILL: only the broker can say it, through the host's will
+        death = state_after(mark, online=False)
+        assert death["timestamp"] == birth["timestamp"]  # the will names its birth
+
+        mark = time.monotonic()
+        proc.start(probe=watch)
+        second = state_after(mark, online=True)
+        assert isinstance(second["timestamp"], int)
+        assert isinstance(birth["timestamp"], int)
+        assert second["timestamp"] > birth["timestamp"]
+        mark = time.monotonic()
+        assert proc.terminate() == 0
+        clean = state_after(mark, online=False)
+        assert clean["timestamp"] == second["timestamp"]
+        mark = time.monotonic()
+        watch.subscribe(topic)  # what an edge node connecting now is told
+        replay = watch.wait_for(lambda m: m.topic == topic and m.at >= mark and m.retain, 5)
+        assert json.loads(replay[-1].payload) == clean
+    finally:
+        proc.stop()

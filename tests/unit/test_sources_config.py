@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from monitor.settings import MonitorSettings
 from monitor.sources.config import SourceConfigError, load_sources, parse_sources
 from monitor.sources.generic import GenericAdapter
+from monitor.sources.primary_host import host_options
 from monitor.sources.sparkplug import SparkplugAdapter
 from monitor.sources.tasmota import TasmotaAdapter
 
@@ -102,3 +104,25 @@ def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
     bad.write_text("[[source]\n")
     with pytest.raises(SourceConfigError, match="is not valid TOML"):
         load_sources(bad)
+
+
+def test_a_primary_host_needs_a_connection_of_its_own() -> None:
+    adapters = parse_sources(
+        tomllib.loads('[[source]]\nname = "p"\nkind = "sparkplug"\nprimary_host_id = "cb"')
+    )
+    with pytest.raises(SourceConfigError, match="needs CLAWBEAT_SPARKPLUG_HOST_URL"):
+        host_options(adapters, MonitorSettings(), client_id="monitor")
+    settings = MonitorSettings(sparkplug_host_url="mqtt://host-user:pw@broker:1883")
+    options = host_options(adapters, settings, client_id="monitor")
+    assert options is not None
+    assert (options.host_id, options.client_id, options.address.password) == (
+        "cb",
+        "host-user",
+        "pw",
+    )
+    two = (
+        '[[source]]\nname = "a"\nkind = "sparkplug"\nprimary_host_id = "x"\n'
+        '[[source]]\nname = "b"\nkind = "sparkplug"\nprimary_host_id = "y"\n'
+    )
+    with pytest.raises(SourceConfigError, match="one primary_host_id per monitor"):
+        parse_sources(tomllib.loads(two))
