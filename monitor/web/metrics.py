@@ -113,6 +113,7 @@ class _LiveCollector(Collector):
             1.0 if engine is not None and engine.warming_up else 0.0,
         )
         yield from self._ingest(service)
+        yield from self._sources(service)
         transitions = CounterMetricFamily(
             "clawbeat_transitions",
             "State transitions emitted, by new state",
@@ -164,6 +165,23 @@ class _LiveCollector(Collector):
         for state in State:
             devices.add_metric([state.value], float(counts.get(state, 0)))
         yield devices
+
+    @staticmethod
+    def _sources(service: MonitorService) -> Iterator[Metric]:
+        sources = service.sources
+        if sources is None:
+            return
+        family = CounterMetricFamily(
+            "clawbeat_source_messages",
+            "Messages on declared sources' topics, by source and what became of them "
+            "(received; heartbeat_/presence_ + engine outcome; the drop or ignore reason)",
+            labels=["source", "result"],
+        )
+        for name, counts in sources.per_source.items():
+            # Results are a fixed set of reasons and outcomes: bounded cardinality.
+            for result, count in sorted(counts.items()):
+                family.add_metric([name, result], count)
+        yield family
 
     @staticmethod
     def _ingest(service: MonitorService) -> Iterator[Metric]:
