@@ -48,11 +48,31 @@ done
 clawbeat broker acl --root "$root" --output "$here/mosquitto/config/acl"
 
 # Development TLS material for the 8883 listener; replace with your own PKI's files
-# (same names) for devices outside this machine.
-if [ ! -s mosquitto/config/tls/server.crt ]; then
-    clawbeat broker dev-certs --dir "$here/mosquitto/config/tls" \
-        --hostname localhost --hostname mosquitto > /dev/null
+# (same names) for devices outside this machine. The development CA is made in dev-ca/,
+# private to this host: the broker's mount gets only what Mosquitto reads (the CA
+# certificate, the server certificate and its key). Whoever holds the CA's key can
+# mint server certificates devices would trust, and the broker never needs it.
+tls=mosquitto/config/tls
+ca=dev-ca
+if [ -e "$tls/ca.key" ]; then
+    # Made by an earlier version of this script, inside the mount: move it out.
+    mkdir -p "$ca"
+    for f in ca.crt ca.key ca.srl server.crt server.key server.csr server.ext \
+        client.crt client.key client.csr client.ext; do
+        if [ -e "$tls/$f" ]; then
+            cp -p "$tls/$f" "$ca/$f"
+        fi
+    done
+    rm -f "$tls/ca.key" "$tls/ca.srl" "$tls"/client.* "$tls"/*.csr "$tls"/*.ext
 fi
+if [ ! -s "$tls/server.crt" ]; then
+    if [ ! -s "$ca/server.crt" ]; then
+        clawbeat broker dev-certs --dir "$here/$ca" \
+            --hostname localhost --hostname mosquitto > /dev/null
+    fi
+    cp "$ca/ca.crt" "$ca/server.crt" "$ca/server.key" "$tls/"
+fi
+chmod 0700 "$ca" 2>/dev/null || true
 
 # mosquitto.conf: the repository's file with container paths and every listener on all
 # interfaces of the container (compose.yaml decides what the host publishes).

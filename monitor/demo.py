@@ -125,7 +125,10 @@ def _run_demo(args: argparse.Namespace, run_dir: Path) -> int:
             [
                 *exe, "simulate",
                 "--devices", str(args.devices),
-                "--broker", broker.url("sim", sim_password),
+                # The password by file, not in the URL: argv is readable by every user
+                # of the machine (ps).
+                "--broker", f"mqtt://{broker.host}:{broker.port}",
+                "--password-file", str(broker.run_dir / SIM_PASSWORD_FILE),
                 "--prefix", "sim-",
                 "--interval", str(args.interval),
                 "--die-fraction", "0.02",

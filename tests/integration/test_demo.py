@@ -146,3 +146,44 @@ def test_a_second_demo_stops_at_once_and_the_admin_token_is_reused(demo_dir: Dem
         assert new_token.startswith(str(live[0]["prefix"]))
     finally:
         assert fresh.stop() == 0, fresh.err.read_text()
+
+
+def _descendants(pid: int) -> list[int]:
+    children_file = Path(f"/proc/{pid}/task/{pid}/children")
+    if not children_file.exists():
+        return []
+    children = [int(p) for p in children_file.read_text().split()]
+    return children + [d for c in children for d in _descendants(c)]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except FileNotFoundError:  # exited meanwhile
+        return ""
+
+
+def test_no_broker_password_in_any_demo_command_line(demo_dir: DemoDir) -> None:
+    port, tls_port, http_port = _ports(3)
+    demo = RunningDemo(
+        demo_dir, demo_dir.args(port=port, tls_port=tls_port, http_port=http_port), "ps"
+    )
+    try:
+        demo.wait_banner()
+        broker_dir = demo_dir.cwd / "run" / "broker"
+        secrets = [
+            *json.loads((broker_dir / "credentials.json").read_text()).values(),
+            (broker_dir / "sim-password").read_text().strip(),
+        ]
+        commands = [_cmdline(pid) for pid in _descendants(demo.proc.pid)]
+        assert any(" simulate " in c for c in commands), commands
+        assert any("mosquitto" in c for c in commands), commands
+        for command in commands:
+            for secret in secrets:
+                assert secret not in command, command
+        # ... and the fleet still logs in (its fleet line comes every 10 s).
+        wait_until(
+            lambda: "fleet: connected=3/3" in demo.err.read_text(), 60, what="the fleet connected"
+        )
+    finally:
+        assert demo.stop() == 0, demo.err.read_text()
