@@ -57,6 +57,7 @@ from monitor.alerts.schedule import Quiet
 from monitor.liveness.engine import LivenessEngine
 from monitor.liveness.states import State, Transition
 from monitor.mqtt_link import MqttLink
+from monitor.ops.config_version import CONFIG_VERSION_KEY
 from monitor.settings import MonitorSettings
 from monitor.store import repository as store_repository
 from monitor.store.errors import StoreError, StoreUnavailable
@@ -64,8 +65,6 @@ from monitor.store.models import Base
 from monitor.timefmt import from_datetime
 
 CHECKPOINT_KEY: Final = "alerts_decided_until"
-# The ops CLI bumps this (monitor.service.CONFIG_VERSION_KEY) when it changes devices.
-CONFIG_VERSION_KEY: Final = "config_version"
 TICK_EVERY: Final = 0.2
 CHECKPOINT_EVERY: Final = 2.0
 TAGS_EVERY: Final = 60.0

@@ -84,7 +84,12 @@ async def upgrade(url: str | URL, revision: str = "head") -> None:
 
 
 async def downgrade(url: str | URL, revision: str) -> None:
-    """Migrate the database at ``url`` back to ``revision`` (``"base"``: drop everything)."""
+    """Migrate the database at ``url`` back to ``revision`` (``"base"``: drop everything).
+
+    A SQLite file that does not exist is refused, not created empty.
+    """
+    if (path := sqlite_file(url)) is not None and not path.exists():
+        raise StoreError(f"downgrade to {revision}: there is no database file {path.absolute()}")
     await _run(url, f"downgrade to {revision}", lambda config: command.downgrade(config, revision))
 
 

@@ -78,3 +78,13 @@ def test_ops_commands_refuse_an_empty_database(tmp_path: Path, empty_database_ur
         assert_refused(run_cli(*command, cwd=tmp_path, database_url=empty_database_url))
     # Nothing was created behind the refusal: the database is still never migrated.
     assert run_coroutine(lambda: migrate.current(empty_database_url)) is None
+
+
+def test_db_current_and_downgrade_create_no_file(tmp_path: Path) -> None:
+    current = run_cli("db", "current", cwd=tmp_path, database_url=None)
+    assert current.returncode == 1
+    assert "schema at nothing" in current.stdout
+    downgrade = run_cli("db", "downgrade", "base", cwd=tmp_path, database_url=None)
+    assert downgrade.returncode == 2
+    assert f"there is no database file {tmp_path / 'clawbeat.db'}" in downgrade.stderr
+    assert list(tmp_path.iterdir()) == []
