@@ -61,6 +61,7 @@ def engine_snapshot(stored: StoredDevice) -> DeviceSnapshot:
         override_interval=stored.interval_override,
         device_class=stored.class_name,
         in_maintenance=stored.in_maintenance,
+        clock_offset=stored.clock_offset,
     )
 
 
@@ -82,6 +83,7 @@ def device_row(
         last_seq=snap.last_seq,
         last_seen=to_datetime(snap.last_seen_wall),
         announced_interval=snap.announced_interval,
+        clock_offset=snap.clock_offset,
         # PostgreSQL text cannot hold NUL; the protocol does not forbid one in fw, and a
         # row the database refuses is dropped (and costs its batch a row-by-row retry).
         fw=fw.replace("\x00", "\ufffd") if fw else fw,

@@ -13,8 +13,10 @@ Timing
       else the interval it announces in heartbeats, else ``default_interval`` (30 s).
       Its class (``Policy``; unconfigured class names use ``default``) gives ``grace``
       (10 s), ``missed_limit`` (3) and ``lost_after`` (24 h). See ``policy.py``.
-  R2  Verdicts use the monitor's receive clock. A device's ``ts`` only feeds
-      ``EventResult.latency`` (receive wall - ts), never a verdict.
+  R2  Verdicts use the monitor's receive clock. A device's ``ts`` only feeds figures,
+      never a verdict: a running estimate of its clock offset per session
+      (``clock.py``; ``DeviceSnapshot.clock_offset``) and ``EventResult.latency``
+      (receive wall - ts, minus the offset when the clock is skewed).
   R3  Each state has at most one deadline, counted from the device's *anchor*:
       unknown/online -> late at anchor + interval + grace;
       late -> stale at anchor + interval x missed_limit + grace;
@@ -124,6 +126,8 @@ from types import MappingProxyType
 from typing import Final
 
 from device_client.protocol import Heartbeat, OfflineReason, Presence, PresenceState
+from monitor.liveness.clock import ClockEstimate, skewed
+from monitor.liveness.clock import latency as clock_latency
 from monitor.liveness.errors import InvalidPolicy, UnknownDevice
 from monitor.liveness.missed import missed_between
 from monitor.liveness.outcomes import EventResult, Outcome
@@ -187,6 +191,7 @@ class LivenessEngine:
         # When the monitor last regained sight: owed beats count from then at the
         # earliest (R18).
         self._sight_since = -INF
+        self._skewed = 0  # devices whose clock offset is beyond clock.TOLERANCE
         self._shared_intervals: dict[float, float] = {}
         self._warmup_end: float | None = None
         self._warmup_length = 0.0
@@ -265,7 +270,7 @@ class LivenessEngine:
             self._move(dev, _ONLINE, Reason.HEARTBEAT, wall, out)
         self._rearm(dev)
         self._dirty.add(device_id)
-        latency = None if hb.ts is None else wall - hb.ts
+        latency = None if hb.ts is None else self._clock_sample(dev, hb.ts, wall)
         return EventResult(outcome, tuple(out), latency, missed, gap)
 
     def presence(
@@ -395,6 +400,9 @@ class LivenessEngine:
             if snap.announced_interval is not None:
                 dev.announced = self._share_interval(snap.announced_interval)
             dev.override = snap.override_interval
+            if snap.clock_offset is not None:
+                dev.clock = ClockEstimate(snap.clock_offset)
+                self._skewed += skewed(snap.clock_offset)
             self._devices[device_id] = dev
             self._counts[state] += 1
             if state is _LATE or state is _STALE:
@@ -501,6 +509,7 @@ class LivenessEngine:
         self._timers.forget(dev)
         self._drop_hold(device_id)
         self._silent.pop(device_id, None)
+        self._drop_clock(dev)
         self._counts[dev.state] -= 1
         self._dirty.discard(device_id)
         return True
@@ -532,6 +541,11 @@ class LivenessEngine:
         """Every device; do not feed events while iterating."""
         for dev in self._devices.values():
             yield self._snapshot(dev)
+
+    @property
+    def clock_skewed(self) -> int:
+        """Devices whose clock offset is beyond ``clock.TOLERANCE`` (O(1))."""
+        return self._skewed
 
     def counts(self) -> dict[State, int]:
         """Devices per state, maintained incrementally (O(1))."""
@@ -658,6 +672,25 @@ class LivenessEngine:
             return EventResult(Outcome.ACCEPTED, tuple(out))
         self._hold(dev, reason, now, wall, until_warmup=False, replayed=retained)
         return EventResult(Outcome.WILL_HELD, tuple(out))
+
+    # ---------------------------------------------------------------- clock offset
+
+    def _clock_sample(self, dev: DeviceRecord, ts: float, wall: float) -> float:
+        """Feed one fresh heartbeat's ``ts`` to the estimate; returns its latency (R2)."""
+        clock = dev.clock
+        if clock is None:
+            clock = dev.clock = ClockEstimate(ts - wall)
+            self._skewed += skewed(clock.offset)
+            return clock_latency(wall, ts, clock.offset)
+        was = skewed(clock.offset)
+        judged_by = clock.add(ts - wall)
+        self._skewed += skewed(clock.offset) - was
+        return clock_latency(wall, ts, judged_by)
+
+    def _drop_clock(self, dev: DeviceRecord) -> None:
+        if dev.clock is not None:
+            self._skewed -= skewed(dev.clock.offset)
+            dev.clock = None
 
     # --------------------------------------------------------------- missed beats
 
@@ -866,6 +899,8 @@ class LivenessEngine:
         # A new session owes beats from its start, not from the old one's last (R18).
         dev.missed_from = now
         dev.missed_counted = 0
+        # Devices often set their clock when they (re)connect: estimate afresh (R2).
+        self._drop_clock(dev)
         # A will held for the old session was the takeover's stale will (R9).
         self._drop_hold(dev.device_id)
 
@@ -902,6 +937,7 @@ class LivenessEngine:
             in_maintenance=dev.state is _MAINTENANCE,
             effective_interval=self._interval(dev),
             confirmed=dev.confirmed,
+            clock_offset=None if dev.clock is None else dev.clock.offset,
         )
 
 

@@ -30,10 +30,10 @@ class EventResult:
     outcome: Outcome
     transitions: tuple[Transition, ...] = ()
     latency: float | None = None
-    """Receive wall clock minus the device's ``ts``, for accepted fresh heartbeats
-    that carry one: transport latency plus the device's clock skew (one sample cannot
-    tell them apart; negative means the device clock runs ahead). Never used for a
-    verdict."""
+    """Receive wall clock minus the device's ``ts``, for accepted fresh heartbeats that
+    carry one: transport latency, plus what the device's clock is off by as long as that
+    is within ``clock.TOLERANCE``; beyond it the estimated offset is taken out
+    (``clock.py``). Never used for a verdict."""
     missed: int = 0
     """Missed heartbeats this heartbeat reveals that were not counted yet (see
     ``missed.py``): only within the current session, never across a blind period."""

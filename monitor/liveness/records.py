@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from device_client.protocol import OfflineReason
+from monitor.liveness.clock import ClockEstimate
 from monitor.liveness.policy import Policy
 from monitor.liveness.states import Reason, State
 
@@ -20,6 +21,7 @@ class DeviceRecord:
     __slots__ = (
         "anchor",
         "announced",
+        "clock",
         "confirmed",
         "deadline",
         "device_class",
@@ -79,6 +81,8 @@ class DeviceRecord:
         # owed from, and how many owed since then were already counted.
         self.missed_from = anchor
         self.missed_counted = 0
+        # The current session's clock offset estimate, once a heartbeat carried a ts.
+        self.clock: ClockEstimate | None = None
 
 
 class HeldWill:

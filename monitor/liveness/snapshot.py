@@ -27,6 +27,9 @@ class DeviceSnapshot:
     override_interval: float | None = None
     device_class: str = DEFAULT_CLASS
     in_maintenance: bool = False
+    clock_offset: float | None = None
+    """Estimated device clock minus the monitor's, seconds (``clock.py``); None: no
+    heartbeat of the current session carried a ``ts``."""
     # Derived -- not read by load():
     effective_interval: float | None = None
     confirmed: bool = False

@@ -141,6 +141,8 @@ class Device(Base):
     last_seq: Mapped[int | None] = mapped_column(BigInteger)
     last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime)
     announced_interval: Mapped[float | None] = mapped_column(Float)
+    # Estimated device clock minus the monitor's, seconds (liveness/clock.py).
+    clock_offset: Mapped[float | None] = mapped_column(Float)
     fw: Mapped[str | None] = mapped_column(String(64))
     latest_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSONObjectOrNull)
     # Configuration columns, written by operators only.

@@ -107,6 +107,7 @@ async def upsert_devices(session: AsyncSession, *, rows: Iterable[DeviceRow], no
             "last_seq": row.last_seq,
             "last_seen": row.last_seen,
             "announced_interval": row.announced_interval,
+            "clock_offset": row.clock_offset,
             "fw": row.fw,
             "latest_metrics": dict(row.latest_metrics) if row.latest_metrics is not None else None,
             "first_seen": row.first_seen or now,
@@ -132,6 +133,7 @@ async def upsert_devices(session: AsyncSession, *, rows: Iterable[DeviceRow], no
             "last_seq": excluded.last_seq,
             "last_seen": excluded.last_seen,
             "announced_interval": excluded.announced_interval,
+            "clock_offset": excluded.clock_offset,
             "fw": func.coalesce(excluded.fw, _devices.c.fw),
             "latest_metrics": func.coalesce(excluded.latest_metrics, _devices.c.latest_metrics),
             "updated_at": excluded.updated_at,
@@ -151,18 +153,20 @@ async def upsert_devices(session: AsyncSession, *, rows: Iterable[DeviceRow], no
 _PG_UPSERT_DEVICES: Final = text(
     """
     INSERT INTO devices (id, state, since, reason, session, last_seq, last_seen,
-                         announced_interval, fw, latest_metrics, first_seen, updated_at)
+                         announced_interval, clock_offset, fw, latest_metrics, first_seen,
+                         updated_at)
     SELECT u.id, u.state, u.since, u.reason, u.session, u.last_seq, u.last_seen,
-           u.announced_interval, u.fw, CAST(u.latest_metrics AS jsonb), u.first_seen,
-           u.updated_at
+           u.announced_interval, u.clock_offset, u.fw, CAST(u.latest_metrics AS jsonb),
+           u.first_seen, u.updated_at
     FROM unnest(
         CAST(:id AS varchar[]), CAST(:state AS varchar[]), CAST(:since AS timestamptz[]),
         CAST(:reason AS varchar[]), CAST(:session AS varchar[]), CAST(:last_seq AS bigint[]),
         CAST(:last_seen AS timestamptz[]), CAST(:announced_interval AS float8[]),
-        CAST(:fw AS varchar[]), CAST(:latest_metrics AS text[]),
-        CAST(:first_seen AS timestamptz[]), CAST(:updated_at AS timestamptz[])
-    ) AS u(id, state, since, reason, session, last_seq, last_seen, announced_interval, fw,
-           latest_metrics, first_seen, updated_at)
+        CAST(:clock_offset AS float8[]), CAST(:fw AS varchar[]),
+        CAST(:latest_metrics AS text[]), CAST(:first_seen AS timestamptz[]),
+        CAST(:updated_at AS timestamptz[])
+    ) AS u(id, state, since, reason, session, last_seq, last_seen, announced_interval,
+           clock_offset, fw, latest_metrics, first_seen, updated_at)
     ON CONFLICT (id) DO UPDATE SET
         state = EXCLUDED.state,
         since = EXCLUDED.since,
@@ -171,6 +175,7 @@ _PG_UPSERT_DEVICES: Final = text(
         last_seq = EXCLUDED.last_seq,
         last_seen = EXCLUDED.last_seen,
         announced_interval = EXCLUDED.announced_interval,
+        clock_offset = EXCLUDED.clock_offset,
         fw = COALESCE(EXCLUDED.fw, devices.fw),
         latest_metrics = COALESCE(EXCLUDED.latest_metrics, devices.latest_metrics),
         updated_at = EXCLUDED.updated_at
@@ -322,6 +327,7 @@ def _stored_devices() -> Select[Any]:
         c.interval_override,
         c.class_name,
         c.in_maintenance,
+        c.clock_offset,
     )
 
 
@@ -338,6 +344,7 @@ def _stored_device(row: Row[Any]) -> StoredDevice:
         interval_override=row.interval_override,
         class_name=row.class_name,
         in_maintenance=bool(row.in_maintenance),
+        clock_offset=row.clock_offset,
     )
 
 

@@ -32,6 +32,7 @@ class DeviceRow:
     last_seq: int | None = None
     last_seen: datetime | None = None
     announced_interval: float | None = None
+    clock_offset: float | None = None
     fw: str | None = None
     latest_metrics: Mapping[str, Any] | None = None
     first_seen: datetime | None = None
@@ -139,6 +140,7 @@ class StoredDevice:
     interval_override: float | None
     class_name: str
     in_maintenance: bool
+    clock_offset: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from monitor.connect_failure import FailureKind
+from monitor.liveness.clock import TOLERANCE as CLOCK_TOLERANCE
 from monitor.liveness.outcomes import Outcome
 from monitor.liveness.states import State, Transition
 from monitor.store.writer import FlushReport
@@ -107,6 +108,12 @@ class _LiveCollector(Collector):
         )
         yield from self._broker(service)
         engine = service.engine
+        yield _gauge(
+            "clawbeat_devices_clock_skewed",
+            f"Devices whose clock is off the monitor's by more than {CLOCK_TOLERANCE:g} s "
+            "(their offset is taken out of latency figures; per device in the API)",
+            float(engine.clock_skewed) if engine is not None else 0.0,
+        )
         yield _gauge(
             "clawbeat_warming_up",
             "1 while the monitor waits for devices after a start (no timeouts yet)",

@@ -12,6 +12,7 @@ from typing import Annotated, Any, ClassVar, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from device_client.protocol import MAX_INTERVAL, MIN_INTERVAL
+from monitor.liveness.clock import TOLERANCE as CLOCK_TOLERANCE
 from monitor.liveness.policy import DEFAULT_GRACE, DEFAULT_LOST_AFTER, DEFAULT_MISSED_LIMIT
 from monitor.liveness.states import Reason, State
 from monitor.store.tokens import Scope
@@ -118,6 +119,18 @@ class DeviceOut(OutModel):
     )
     risk_reasons: list[str] = Field(
         default_factory=list, description="The two or three signals behind an elevated risk"
+    )
+    clock_offset: float | None = Field(
+        None,
+        description="Estimated device clock minus the monitor's, seconds (positive: the "
+        "device runs ahead), from its heartbeats' ts; null until a heartbeat of its "
+        f"current session carried one. Beyond {CLOCK_TOLERANCE:g} s it is taken out of "
+        "latency figures.",
+    )
+    clock_skewed: bool = Field(
+        False,
+        description=f"The clock offset is beyond {CLOCK_TOLERANCE:g} s: the device's clock "
+        "is wrong",
     )
 
 

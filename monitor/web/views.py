@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
+from monitor.liveness.clock import skewed
 from monitor.liveness.snapshot import DeviceSnapshot
 from monitor.state_rows import parse_reason, parse_state
 from monitor.store.models import Device, Transition
@@ -38,6 +39,8 @@ def device_out(row: Device | None, live: DeviceSnapshot | None) -> DeviceOut:
             announced_interval=live.announced_interval,
             maintenance=live.in_maintenance,
             confirmed=live.confirmed,
+            clock_offset=live.clock_offset,
+            clock_skewed=skewed(live.clock_offset),
         )
     out = DeviceOut(
         id=row.id,
@@ -55,6 +58,8 @@ def device_out(row: Device | None, live: DeviceSnapshot | None) -> DeviceOut:
         maintenance=row.in_maintenance,
         fw=row.fw,
         first_seen=row.first_seen,
+        clock_offset=row.clock_offset,
+        clock_skewed=skewed(row.clock_offset),
     )
     if live is not None:
         since = to_datetime(live.since_wall)
@@ -68,6 +73,8 @@ def device_out(row: Device | None, live: DeviceSnapshot | None) -> DeviceOut:
         out.interval = live.effective_interval
         out.announced_interval = live.announced_interval
         out.confirmed = live.confirmed
+        out.clock_offset = live.clock_offset
+        out.clock_skewed = skewed(live.clock_offset)
     return out
 
 

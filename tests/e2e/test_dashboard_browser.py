@@ -15,6 +15,7 @@ import math
 import re
 import shutil
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -43,6 +44,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+HOUR = 3600.0
 FAST = {
     "grace": 1,
     "missed_limit": 2,
@@ -565,4 +567,74 @@ def test_devices_named_dot_and_dot_dot_open_from_the_dashboard(
         # Its last heartbeat follows the device (GET /api/live with the id in the query).
         _beat(shells[device], 1, "s1", interval=300)
         expect(page.locator('#facts [data-fact="last_seq"]')).to_have_text("1", timeout=5_000)
+    assert not errors, f"JavaScript errors: {errors}"
+
+
+def _stamped_beat(shell: subprocess.Popen[bytes], seq: int, *, skew: float) -> None:
+    """A heartbeat whose ``ts`` comes from a clock ``skew`` seconds off."""
+    assert shell.stdin is not None
+    body = {"seq": seq, "session": "s1", "interval": 300, "ts": time.time() + skew}
+    shell.stdin.write(json.dumps(body).encode() + b"\n")
+    shell.stdin.flush()
+
+
+def test_device_page_shows_a_wrong_clock_and_latency_leaves_it_out(
+    broker: TestBroker, monitor: MonitorProcess, spawned: Spawned, browser: Browser
+) -> None:
+    """One device an hour ahead, one an hour behind.
+
+    Latency used to be receive time minus ts: 3,600,000 ms for one, -3,600,000 ms for the
+    other, which scaled the fleet's chart to millions and cancelled out in its average.
+    """
+    url = _dashboard_url(monitor)
+    token = json.loads(
+        monitor.cli("token", "create", "--scope", "admin", "--name", "e2e", "--json").stdout
+    )["token"]
+    skews = {"clock-ahead": HOUR, "clock-behind": -HOUR}
+    shells = {}
+    for device in skews:
+        broker.add_device(device)
+        shells[device] = spawned.shell_device(device, "s1")
+    for seq in range(3):
+        for device, skew in skews.items():
+            _stamped_beat(shells[device], seq, skew=skew)
+
+    def estimated() -> dict[str, Any] | None:
+        items = _api(url, token, "/api/devices?q=clock-")["items"]
+        found = {d["id"]: d for d in items if d["clock_offset"] is not None}
+        return (
+            found if set(found) == set(skews) and all(d["last_seq"] == 2 for d in items) else None
+        )
+
+    devices = wait_until(estimated, 10, what="both clock offsets estimated")
+    for device, skew in skews.items():
+        # Within the transport delay (milliseconds; seconds on a loaded machine).
+        assert devices[device]["clock_offset"] == pytest.approx(skew, abs=5.0)
+        assert devices[device]["clock_skewed"] is True
+
+    def rolled_up() -> bool:
+        return all(
+            sum(p["count"] for p in _api(url, token, f"/api/devices/{d}/heartbeats")["points"]) == 3
+            for d in skews
+        )
+
+    wait_until(rolled_up, 10, what="the six heartbeats in the rollups")
+    fleet = _api(url, token, "/api/fleet/heartbeats?range=1h")
+    slowest = max(p["latency_max_ms"] for p in fleet["points"] if p["latency_max_ms"] is not None)
+    assert 0 <= slowest < 5_000, f"clock skew leaked into latency: {slowest} ms"
+    metrics = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+    assert re.search(r"^clawbeat_devices_clock_skewed 2\.0$", metrics, re.MULTILINE), metrics
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    _sign_in(page, url, token)
+    for device, side in (("clock-ahead", "ahead"), ("clock-behind", "behind")):
+        page.goto(f"{url}/devices/{device}")
+        offset = page.locator('#facts [data-fact="clock_offset"]')
+        # An hour, give or take the transport delay.
+        shown = re.compile(rf"^(59 min 5\d s|1 h 0 min \d s) {side} · wrong, kept out of latency$")
+        expect(offset).to_have_text(shown, timeout=10_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "device-clock-offset.png"), full_page=True)
     assert not errors, f"JavaScript errors: {errors}"

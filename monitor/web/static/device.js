@@ -14,6 +14,22 @@ function fact(label, value, attrs) {
   return cb.el("div", {}, cb.el("span", {}, label), cb.el("b", attrs || {}, value));
 }
 
+/* "1 h 0 min 0 s ahead": the device's clock minus the monitor's, as the monitor estimates it. */
+function clockOffset(d) {
+  const v = d.clock_offset;
+  if (v === null || v === undefined) return "—";
+  const a = Math.abs(v);
+  if (a < 0.0005) return "0 ms";
+  let size;
+  if (a < 1) size = Math.round(a * 1000) + " ms";
+  else if (a < 60) size = a.toFixed(1) + " s";
+  else {
+    const r = Math.round(a), h = Math.floor(r / 3600), m = Math.floor((r % 3600) / 60);
+    size = (h ? h + " h " : "") + m + " min " + (r % 60) + " s";
+  }
+  return size + (v > 0 ? " ahead" : " behind") + (d.clock_skewed ? " · wrong, kept out of latency" : "");
+}
+
 function renderDevice(d) {
   device = d;
   document.title = "clawbeat · " + d.id;
@@ -33,6 +49,10 @@ function renderDevice(d) {
     fact("tags", (d.tags || []).join(", ") || "—"),
     fact("first seen", cb.when(d.first_seen)),
     fact("confirmed since monitor start", d.confirmed ? "yes" : "not yet"),
+    fact("clock offset", clockOffset(d), {
+      "data-fact": "clock_offset", class: d.clock_skewed ? "skewed" : null,
+      title: "The device's clock minus the monitor's, estimated from its heartbeats' ts",
+    }),
   );
   document.getElementById("uptime").replaceChildren(...d.uptime.map((u) =>
     cb.el("div", { title: `up ${cb.seconds(u.up_seconds)}, down ${cb.seconds(u.down_seconds)}` },
