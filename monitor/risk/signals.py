@@ -13,8 +13,10 @@ long time scale; the class baseline is taken at scoring time, ``features.py``):
   style of Page's CUSUM, drift ``CUSUM_SLACK``);
 * missed beats (gaps spanning several intervals), late and offline transitions;
 * reconnects (a new session) and reboots (a new session whose uptime went back);
-* latency (receive wall clock minus the device's ``ts``: transport plus clock skew, so
-  only its drift against the device's own usual value means anything);
+* latency (``EventResult.latency``: receive wall clock minus the device's ``ts``, with a
+  wrong clock's estimated offset taken out, ``liveness/clock.py``; what is left of a
+  small skew still shifts it, so only its drift against the device's own usual value
+  means anything);
 * the device's own metrics where it sends them: battery, RSSI, temperature, free memory
   (recognised under a few common names, see ``METRIC_NAMES``).
 
