@@ -15,6 +15,7 @@ from monitor.alerts.cli import add_alert_parsers
 from monitor.cli_db import add_db_parser
 from monitor.cli_manage import add_manage_parsers
 from monitor.cli_monitor import add_monitor_parser
+from monitor.cli_sources import add_sources_parser
 from monitor.cli_status import add_status_parsers
 from monitor.cli_token import add_token_parser
 from monitor.demo import add_demo_parser
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_monitor_parser(sub)
     add_status_parsers(sub)
     add_manage_parsers(sub)
+    add_sources_parser(sub)
     add_alert_parsers(sub)
     add_db_parser(sub)
     add_token_parser(sub)

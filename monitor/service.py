@@ -45,6 +45,7 @@ from monitor.liveness.snapshot import DeviceSnapshot
 from monitor.liveness.states import Transition
 from monitor.mqtt_link import LinkOptions, MqttLink, Outgoing
 from monitor.ops.config_version import CONFIG_VERSION_KEY
+from monitor.ops.sources import stored_adapters
 from monitor.publish import monitor_presence_payload, status_payload, summary_payload
 from monitor.risk.scorer import RiskOptions, RiskScorer
 from monitor.settings import MonitorSettings
@@ -122,8 +123,7 @@ class MonitorService:
         # Fleets in other conventions (monitor/sources); a bad file fails the start here.
         self.source_adapters = load_sources(settings.sources_file) if settings.sources_file else []
         self.sources: SourceIngest | None = None
-        host = host_options(self.source_adapters, settings, client_id=self.instance)
-        self.sparkplug_host = PrimaryHost(host) if host is not None else None
+        self.sparkplug_host: PrimaryHost | None = None
         self.link: MqttLink | None = None
         self.alerting = Alerting(settings, self.sessions, self.topics)  # monitor/alerts
         self.counts: Counter[str] = Counter()
@@ -605,6 +605,9 @@ class MonitorService:
         self.ingest = Ingest(
             self.topics, self, logging.getLogger("clawbeat.ingest"), config=self.config_message
         )
+        self.source_adapters += await stored_adapters(self.sessions, besides=self.source_adapters)
+        host = host_options(self.source_adapters, self.settings, client_id=self.instance)
+        self.sparkplug_host = PrimaryHost(host) if host is not None else None
         if self.source_adapters:
             view = engine_view(self.engine)
             log_to = logging.getLogger("clawbeat.sources")

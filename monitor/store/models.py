@@ -238,3 +238,19 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SourceRow(Base):
+    """A fleet in another convention the monitor watches (``monitor/sources``).
+
+    ``options`` holds the kind's keys exactly as a ``[[source]]`` table of the sources
+    file would (``interval``, ``group``, ``topic``, ...), checked by the same code before
+    they are stored. The monitor reads the table when it starts.
+    """
+
+    __tablename__ = "sources"
+
+    name: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    options: Mapped[dict[str, Any]] = mapped_column(JSONList)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

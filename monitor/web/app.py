@@ -22,6 +22,7 @@ from monitor.web import (
     routes_manage,
     routes_read,
     routes_risk,
+    routes_sources,
 )
 from monitor.web.auth import Principal, TokenVerifier, authenticate
 from monitor.web.deps import DevicePath
@@ -135,6 +136,7 @@ def create_app(service: MonitorService) -> FastAPI:
     app.include_router(routes_risk.router)
     app.include_router(routes_fleet.router)
     app.include_router(routes_manage.router, tags=["manage"])
+    app.include_router(routes_sources.router)
     app.include_router(routes_alerts.router)
     app.add_exception_handler(AlertingError, routes_alerts.alerting_error)
     app.include_router(routes_health.router)

@@ -453,3 +453,38 @@ def test_sparkplug_primary_host_state_follows_the_monitor(
         assert json.loads(replay[-1].payload) == clean
     finally:
         proc.stop()
+
+
+@SQLITE_ONLY
+def test_a_source_stored_with_the_cli_is_watched_at_start(
+    broker: TestBroker, database_url: str, tmp_path: Path, watch: StatusWatch
+) -> None:
+    broker.allow(broker.monitor_user, read=["tele/#"])
+    broker.allow("plug-7", write=["tele/plug-7/#"])
+    proc = MonitorProcess(broker, database_url, tmp_path / "monitor.log", **FAST)
+    out = proc.cli("sources", "set", "plugs", "tasmota", f"interval={INTERVAL}", "prefix=tele")
+    assert "restart the monitor to apply" in out.stdout
+    bad = proc.cli("sources", "set", "plugs", "tasmota", "colour=red", check=False)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        "clawbeat sources: error: source 'plugs': unknown key 'colour' for kind 'tasmota'"
+    ]
+    listed = json.loads(proc.cli("sources", "list", "--json").stdout)
+    assert listed == [
+        {"name": "plugs", "kind": "tasmota", "options": {"interval": INTERVAL, "prefix": "tele"}}
+    ]
+    try:
+        proc.start(probe=watch)
+        plug = DeviceConnection(broker, "plug-7", will=("tele/plug-7/LWT", "Offline", True))
+        plug.publish("tele/plug-7/LWT", "Online", retain=True)
+        plug.publish("tele/plug-7/STATE", '{"UptimeSec": 1}')
+        watch.wait_state("plug-7", "online")
+        plug.drop()
+        watch.wait_state("plug-7", "offline", reason="connection-lost")
+    finally:
+        proc.stop()
+    proc.cli("sources", "remove", "plugs")
+    assert json.loads(proc.cli("sources", "list", "--json").stdout) == []
+    gone = proc.cli("sources", "remove", "plugs", check=False)
+    assert gone.returncode == 2
+    assert "no stored source 'plugs'" in gone.stderr

@@ -37,6 +37,8 @@ TABLES = {
     "alert_deliveries",
     "maintenance_windows",
     "mutes",
+    # 0005: sources
+    "sources",
 }
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

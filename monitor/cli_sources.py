@@ -1,0 +1,109 @@
+"""``clawbeat sources ...``: fleets in other conventions, stored in the database.
+
+Stored sources are read by the monitor when it starts, next to those of
+``CLAWBEAT_SOURCES_FILE``; a change applies at the monitor's next start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tomllib
+from typing import Any
+
+from monitor.cli_common import add_database_option, db_session, settings_from
+from monitor.cli_table import print_table
+from monitor.ops.sources import set_source
+from monitor.sources.config import SourceConfigError
+from monitor.store import sources as store
+
+_KINDS = ("sparkplug", "tasmota", "esphome", "zigbee2mqtt", "shelly", "generic")
+
+
+def add_sources_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sources = subparsers.add_parser(
+        "sources", help="fleets in other conventions (Sparkplug B, Tasmota, ...)"
+    )
+    sub = sources.add_subparsers(dest="sources_command", required=True, metavar="COMMAND")
+    p = sub.add_parser("list", help="list stored sources")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    add_database_option(p)
+    p.set_defaults(func=_list)
+    p = sub.add_parser(
+        "set",
+        help="create or replace a source",
+        description="Create or replace a source. Options are KEY=VALUE, the keys of a "
+        "[[source]] table in docs/adapters.md; VALUE is read as TOML (60, true, "
+        '"text") or else taken as text. Applies when the monitor next starts.',
+    )
+    p.add_argument("name")
+    p.add_argument("kind", choices=_KINDS)
+    p.add_argument("options", nargs="*", metavar="KEY=VALUE")
+    add_database_option(p)
+    p.set_defaults(func=_set)
+    p = sub.add_parser("remove", help="delete a stored source (applies at the next start)")
+    p.add_argument("name")
+    add_database_option(p)
+    p.set_defaults(func=_remove)
+
+
+def _options(pairs: list[str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise SourceConfigError(f"option {pair!r} is not KEY=VALUE")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw  # bare text: a topic, a group id
+        options[key] = value
+    return options
+
+
+def _set(args: argparse.Namespace) -> int:
+    options = _options(args.options)
+
+    async def run() -> bool:
+        async with db_session(settings_from(args).database_url) as session:
+            _row, created = await set_source(
+                session, name=args.name, kind=args.kind, options=options
+            )
+            await session.commit()
+            return created
+
+    created = asyncio.run(run())
+    print(
+        f"source {args.name!r} {'created' if created else 'replaced'}; restart the monitor to apply"
+    )
+    return 0
+
+
+def _remove(args: argparse.Namespace) -> int:
+    async def run() -> bool:
+        async with db_session(settings_from(args).database_url) as session:
+            gone = await store.delete_source(session, name=args.name)
+            await session.commit()
+            return gone
+
+    if not asyncio.run(run()):
+        raise SourceConfigError(f"no stored source {args.name!r}")
+    print(f"source {args.name!r} removed; restart the monitor to apply")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    async def run() -> list[tuple[str, str, dict[str, Any]]]:
+        async with db_session(settings_from(args).database_url) as session:
+            return [(r.name, r.kind, dict(r.options)) for r in await store.list_sources(session)]
+
+    rows = asyncio.run(run())
+    if args.json:
+        print(json.dumps([{"name": n, "kind": k, "options": o} for n, k, o in rows]))
+        return 0
+    print_table(
+        ("SOURCE", "KIND", "OPTIONS"),
+        [(n, k, " ".join(f"{key}={json.dumps(v)}" for key, v in o.items())) for n, k, o in rows],
+    )
+    return 0
