@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 import numpy.typing as npt
+from threadpoolctl import threadpool_limits
 
 from monitor.risk.evaluate import day_threshold
 from monitor.risk.labels import HORIZON_1H, HORIZON_24H
@@ -46,7 +47,8 @@ class RiskModel:
         """Probabilities of an outage within 1 h and within 24 h, one per row."""
         if len(x) == 0:
             return np.empty(0), np.empty(0)
-        return _proba(self.within_1h, x), _proba(self.within_24h, x)
+        with one_thread():
+            return _proba(self.within_1h, x), _proba(self.within_24h, x)
 
 
 def train(
@@ -122,5 +124,16 @@ def fit_classifier(
         early_stopping=False,
         random_state=seed,
     )
-    clf.fit(x[rows], y[rows], sample_weight=weights)
+    with one_thread():
+        clf.fit(x[rows], y[rows], sample_weight=weights)
     return clf
+
+
+def one_thread() -> threadpool_limits:
+    """scikit-learn's OpenMP pool limited to one thread for a fit or a prediction.
+
+    The monitor's event loop must keep a core while a worker thread scores or trains,
+    and on a busy machine OpenMP's spinning worker threads make a fit many times slower
+    than one thread would be.
+    """
+    return threadpool_limits(limits=1, user_api="openmp")

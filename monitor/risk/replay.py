@@ -20,7 +20,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +32,9 @@ from monitor.liveness.outcomes import Outcome
 from monitor.liveness.states import Transition
 from monitor.risk.features import FeatureFrame, compute
 from monitor.risk.signals import SignalTracker
+
+if TYPE_CHECKING:
+    from monitor.risk.scorer import RiskScorer
 
 EPOCH: Final = 1_800_000_000.0
 """Wall clock of the replay's time 0 (any fixed value: only differences matter)."""
@@ -126,10 +129,15 @@ def replay(
     cycle: float = 300.0,
     on_cycle: Callable[[FeatureFrame], None] | None = None,
     keep_frames: bool = True,
+    scorer: RiskScorer | None = None,
 ) -> ReplayResult:
-    """Replay ``plans`` for ``duration`` simulated seconds, scoring every ``cycle``."""
+    """Replay ``plans`` for ``duration`` simulated seconds, scoring every ``cycle``.
+
+    With ``scorer``, the monitor's own scorer is fed instead of a bare tracker and asked
+    to score (and keep history) at every cycle, as the running monitor does.
+    """
     engine = LivenessEngine()
-    tracker = SignalTracker()
+    tracker = SignalTracker() if scorer is None else scorer.tracker
     result = ReplayResult(plans)
     ids = [device_id(p) for p in plans]
     streams = [_messages(p, duration) for p in plans]
@@ -140,12 +148,17 @@ def replay(
     def absorb(trs: tuple[Transition, ...] | list[Transition], now: float) -> None:
         for tr in trs:
             transitions.append(tr)
-            tracker.transition(tr, now)
+            if scorer is None:
+                tracker.transition(tr, now)
+            else:
+                scorer.transition(tr, now)
 
     def score_until(t: float) -> None:
         nonlocal next_cycle
         while next_cycle <= t:
             absorb(engine.tick(next_cycle, EPOCH + next_cycle), next_cycle)
+            if scorer is not None:
+                scorer.score_at(next_cycle, EPOCH + next_cycle)
             frame = compute(tracker, next_cycle)
             if on_cycle is not None:
                 on_cycle(frame)

@@ -122,6 +122,14 @@ class RiskScorer:
             self._training = asyncio.create_task(self._retrain(wall), name="risk-train")
         return report
 
+    def score_at(self, now: float, wall: float) -> RiskReport:
+        """One pass and, when due, a training, synchronously (the replay drives this)."""
+        self.report = self._score(now, wall)
+        self.cycles += 1
+        if self._due(wall):
+            self._install(self.train_from_history(wall), wall)
+        return self.report
+
     async def close(self) -> None:
         if self._training is not None:
             self._training.cancel()
@@ -154,24 +162,28 @@ class RiskScorer:
 
     async def _retrain(self, wall: float) -> None:
         try:
-            model = await asyncio.to_thread(self.train_from_history, wall)
-            if model is not None:
-                self.model = model
-                log.info(
-                    "risk model trained on %d samples (%d positive for 24 h): thresholds "
-                    "1 h %.3f, 24 h %.3f",
-                    model.samples,
-                    model.positives_24h,
-                    model.threshold_1h,
-                    model.threshold_24h,
-                )
-            self.trained_at = wall
+            self._install(await asyncio.to_thread(self.train_from_history, wall), wall)
         except Exception:
             # A failed training keeps the previous mode; it is retried on schedule.
             log.exception("risk model training failed")
             self.trained_at = wall
         finally:
             self._training = None
+
+    def _install(self, model: RiskModel | None, wall: float) -> None:
+        # Tried now whatever came of it: the next attempt waits for retrain_every.
+        self.trained_at = wall
+        if model is None:
+            return
+        self.model = model
+        log.info(
+            "risk model trained on %d samples (%d positive for 24 h): thresholds "
+            "1 h %.3f, 24 h %.3f",
+            model.samples,
+            model.positives_24h,
+            model.threshold_1h,
+            model.threshold_24h,
+        )
 
     def train_from_history(self, wall: float) -> RiskModel | None:
         """Train on the kept samples whose 24 h label is complete; None if too few outages."""
