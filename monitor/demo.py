@@ -26,7 +26,6 @@ from broker.runner import BrokerProcess, port_in_use
 from monitor.demo_token import demo_admin_token
 from monitor.errors import ConfigError
 from monitor.settings import MonitorSettings
-from monitor.store.errors import StoreError
 from monitor.web.server import parse_bind
 
 SIM_PASSWORD_FILE = "sim-password"  # noqa: S105 - a file name, not a password
@@ -93,7 +92,41 @@ def _run_dir_lock(run_dir: Path) -> Iterator[None]:
 
 
 def _run_demo(args: argparse.Namespace, run_dir: Path) -> int:
+    # The broker, the monitor and the fleet run in sessions of their own (Ctrl-C in the
+    # terminal reaches only this supervisor), so nothing but this process stops them. A
+    # signal during start-up therefore interrupts it like Ctrl-C (KeyboardInterrupt), and
+    # the finally below stops whatever had been started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     broker = BrokerProcess(run_dir=run_dir / "broker", port=args.port, tls_port=args.tls_port)
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        return _start_and_supervise(args, run_dir, broker, children)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        # Stopping must not be cut short by a second signal.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # The fleet first (the monitor records their clean shutdowns), then the monitor
+        # (flushes and publishes itself offline), then the broker they both need.
+        for child in reversed(children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        broker.stop()
+
+
+def _start_and_supervise(
+    args: argparse.Namespace,
+    run_dir: Path,
+    broker: BrokerProcess,
+    children: list[subprocess.Popen[bytes]],
+) -> int:
     creds = service_credentials(broker.run_dir)
     sim_password = _sim_password(broker.run_dir)
     users = dict(creds)
@@ -108,19 +141,12 @@ def _run_demo(args: argparse.Namespace, run_dir: Path) -> int:
     exe = [sys.executable, "-m", "monitor.cli"]
     upgrade = subprocess.run([*exe, "db", "upgrade"], env=env, check=False)
     if upgrade.returncode != 0:
-        broker.stop()
         return upgrade.returncode
     # The dashboard's admin token (tokens live in the demo's database), kept across runs.
-    try:
-        token = demo_admin_token(MonitorSettings().database_url, run_dir / TOKEN_FILE)
-    except StoreError:
-        broker.stop()
-        raise
+    token = demo_admin_token(MonitorSettings().database_url, run_dir / TOKEN_FILE)
     names = ["monitor", "simulate"]
-    children = [
-        # Own sessions, so Ctrl-C reaches only this supervisor, which then stops the
-        # children in order: the fleet (clean shutdowns), the monitor, the broker last.
-        subprocess.Popen([*exe, "monitor"], env=env, start_new_session=True),
+    children.append(subprocess.Popen([*exe, "monitor"], env=env, start_new_session=True))
+    children.append(
         subprocess.Popen(
             [
                 *exe, "simulate",
@@ -137,8 +163,8 @@ def _run_demo(args: argparse.Namespace, run_dir: Path) -> int:
             ],
             env=env,
             start_new_session=True,
-        ),
-    ]  # fmt: skip
+        )
+    )  # fmt: skip
     ops_url = broker.url(OPS_USER, creds[OPS_USER])
     print(
         f"\nclawbeat demo running: broker {broker.host}:{broker.port}, {args.devices} devices."
@@ -154,26 +180,16 @@ def _run_demo(args: argparse.Namespace, run_dir: Path) -> int:
         nonlocal stopping
         stopping = True
 
+    # From here a signal just ends the loop (not an exception inside a child's poll).
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    code = 0
     while not stopping:
         for name, child in zip(names, children, strict=True):
             if child.poll() is not None:
                 print(f"demo: {name} exited with {child.returncode}", file=sys.stderr)
-                stopping, code = True, 1
+                return 1
         time.sleep(0.5)
-    # The fleet first (the monitor records their clean shutdowns), then the monitor
-    # (flushes and publishes itself offline), then the broker they both need.
-    for child in reversed(children):
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(15)
-        except subprocess.TimeoutExpired:
-            child.kill()
-    broker.stop()
-    return code
+    return 0
 
 
 def _sim_password(run_dir: Path) -> str:

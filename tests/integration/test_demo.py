@@ -187,3 +187,41 @@ def test_no_broker_password_in_any_demo_command_line(demo_dir: DemoDir) -> None:
         )
     finally:
         assert demo.stop() == 0, demo.err.read_text()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_during_start_up_leaves_no_broker_behind(
+    demo_dir: DemoDir, signum: signal.Signals
+) -> None:
+    port, tls_port, http_port = _ports(3)
+    args = demo_dir.args(port=port, tls_port=tls_port, http_port=http_port)
+    demo = RunningDemo(demo_dir, args, "early")
+    pid_file = demo_dir.cwd / "run" / "broker" / "mosquitto.pid"
+    mosquitto = 0
+    try:
+        # Mosquitto writes its pid once it runs; the migration and the monitor come next.
+        text = wait_until(
+            lambda: pid_file.read_text().strip() if pid_file.exists() else None,
+            START_TIMEOUT,
+            every=0.01,
+            what="the demo's broker",
+        )
+        mosquitto = int(text)
+        demo.proc.send_signal(signum)
+        assert demo.proc.wait(STOP_TIMEOUT) == 0, demo.err.read_text()
+        # Mosquitto runs in a session of its own: only the demo can stop it.
+        wait_until(lambda: not _alive(mosquitto), 15, what="the broker stopped")
+        assert not any(_alive(pid) for pid in _descendants(demo.proc.pid))
+    finally:
+        if demo.proc.poll() is None:
+            demo.proc.kill()
+        if mosquitto and _alive(mosquitto):
+            os.kill(mosquitto, signal.SIGKILL)
