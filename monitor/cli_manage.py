@@ -20,6 +20,7 @@ from monitor.cli_table import print_table
 from monitor.liveness.policy import DEFAULT_GRACE, DEFAULT_LOST_AFTER, DEFAULT_MISSED_LIMIT
 from monitor.ops import config_version
 from monitor.ops.classes import ClassSettings, change_class
+from monitor.ops.forget import Forgotten, forget_device
 from monitor.store import repository
 from monitor.store.models import DeviceClass
 
@@ -124,8 +125,6 @@ def _change(args: argparse.Namespace, action: str) -> int:
                 await repository.set_maintenance(
                     session, device_id=args.device_id, in_maintenance=args.mode == "on", now=now
                 )
-            elif action == "forget":
-                await repository.delete_device(session, device_id=args.device_id)
             await config_version.bump(session)
             await session.commit()
 
@@ -153,7 +152,19 @@ def _maintenance(args: argparse.Namespace) -> int:
 
 
 def _forget(args: argparse.Namespace) -> int:
-    return _change(args, "forget")
+    async def run() -> Forgotten:
+        async with db_session(settings_from(args).database_url) as session:
+            done = await forget_device(session, device_id=args.device_id, now=datetime.now(UTC))
+            await session.commit()
+            return done
+
+    done = asyncio.run(run())
+    alerts = "; its open alert resolved" if done.alerts_resolved else ""
+    print(
+        f"forgot {done.device_id} and its history{alerts} (the monitor clears what the "
+        "broker retains for it)"
+    )
+    return 0
 
 
 def _list_classes(args: argparse.Namespace) -> int:

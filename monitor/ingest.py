@@ -77,6 +77,10 @@ class Ingest:
             return
         try:
             if kind is MessageKind.HEARTBEAT:
+                if not payload:
+                    # A cleared retained heartbeat (a forgotten device's): housekeeping.
+                    self.counts["heartbeat_cleared"] += 1
+                    return
                 result = self.sink.heartbeat(
                     device_id,
                     protocol.decode_heartbeat(payload),

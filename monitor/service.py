@@ -18,7 +18,7 @@ import math
 import signal
 import time
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
@@ -37,6 +37,7 @@ from device_client.protocol import (
 from device_client.urls import parse_broker_url
 from monitor.alerts.shell import Alerting
 from monitor.errors import ConfigError
+from monitor.forgotten_devices import ForgottenDevices
 from monitor.ingest import Ingest
 from monitor.liveness.engine import LivenessEngine
 from monitor.liveness.outcomes import EventResult, Outcome
@@ -63,6 +64,7 @@ from monitor.state_rows import (
 from monitor.status_refresh import last_seen_due, refresh_period
 from monitor.store import repository
 from monitor.store.database import create_engine_for, make_session_factory
+from monitor.store.errors import StoreError
 from monitor.store.migrate import check_schema
 from monitor.store.models import DeviceClass
 from monitor.store.rows import StoredDevice
@@ -77,6 +79,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("clawbeat.monitor")
 
 _V = TypeVar("_V")
+# A retained message of a forgotten device, cleared on the broker (monitor.ops.forget).
+_CLEARED = EventResult(Outcome.RETAINED_CLAIM)
 
 
 @dataclass
@@ -145,6 +149,7 @@ class MonitorService:
         # Devices whose wanted config the broker has not shown yet, until warm-up ends
         # (config_message, _push_unseen_configs); None once reconciled.
         self._config_unseen: set[str] | None = None
+        self.forgotten = ForgottenDevices(self.topics)  # clawbeat devices forget
         # Seconds between last_seen refreshes of a beating device's status (the flush
         # loop follows the fleet's size).
         self._status_period = settings.status_refresh
@@ -159,6 +164,7 @@ class MonitorService:
             # The version first: a change committed while loading is then seen as newer
             # by the poll loop, and applied.
             version = await repository.get_meta(session, key=CONFIG_VERSION_KEY)
+            self.forgotten.update(await repository.forgotten_ids(session))
             classes = await repository.list_classes(session)
             policies = self._policies(classes)
             engine = LivenessEngine(
@@ -193,6 +199,10 @@ class MonitorService:
         self, device_id: str, hb: Heartbeat, *, retained: bool, now: float, wall: float
     ) -> EventResult:
         assert self.engine is not None
+        if device_id in self.forgotten and self._forgotten_message(
+            device_id, self.topics.heartbeat(device_id), retained=retained
+        ):
+            return _CLEARED
         before = None if retained else self.engine.cadence(device_id)
         result = self.engine.heartbeat(device_id, hb, now, wall, retained=retained)
         if result.outcome in (Outcome.ACCEPTED, Outcome.RECONNECTED):
@@ -284,6 +294,10 @@ class MonitorService:
         self, device_id: str, presence: Presence, *, retained: bool, now: float, wall: float
     ) -> EventResult:
         assert self.engine is not None
+        if device_id in self.forgotten and self._forgotten_message(
+            device_id, self.topics.presence(device_id), retained=retained
+        ):
+            return _CLEARED
         result = self.engine.presence(device_id, presence, now, wall, retained=retained)
         if result.outcome is Outcome.RECONNECTED and not result.transitions:
             # A new session of a device already online: its status names the old one.
@@ -292,6 +306,49 @@ class MonitorService:
                 self._publish_status(snap)
         self._apply(result.transitions)
         return result
+
+    def _forgotten_message(self, device_id: str, topic: str, *, retained: bool) -> bool:
+        """A message of a forgotten device: True when it was cleared, not to be judged."""
+        if retained:
+            self._clear_retained((topic,))
+            return True
+        log.info("forgotten device %s is alive again: tracked as a new device", device_id)
+        self.forgotten.revived(device_id)
+        return False
+
+    def _clear_retained(self, topics: Iterable[str]) -> None:
+        if self.link is None:
+            return
+        for topic in topics:
+            # A zero-length retained publish deletes what the broker retains.
+            self.link.publish(topic, b"")
+            self.forgotten.cleared += 1
+
+    def _forget(self, device_ids: Iterable[str]) -> None:
+        """Devices ops just forgot: stop tracking them and clear their retained topics."""
+        assert self.engine is not None
+        for device_id in device_ids:
+            self.engine.forget(device_id)
+            self.alerting.forget_device(device_id)
+            self.writer.forget(device_id)
+            for table in (self._overrides, self._maintenance, self._pushed, self._first_seen):
+                table.pop(device_id, None)
+            self._latest.pop(device_id, None)
+            if self._config_unseen is not None:
+                self._config_unseen.discard(device_id)
+            self._clear_retained(self.forgotten.retained_topics(device_id))
+            log.info("forgot device %s: its retained topics are cleared", device_id)
+
+    async def _remove_revived(self) -> None:
+        revived = self.forgotten.take_revived()
+        if not revived:
+            return
+        try:
+            async with self.sessions() as session:
+                await repository.remove_forgotten(session, device_ids=revived)
+                await session.commit()
+        except StoreError:
+            self.forgotten.keep(revived)
 
     # ------------------------------------------------------------ transitions
 
@@ -403,6 +460,7 @@ class MonitorService:
         """
         while True:
             await asyncio.sleep(1.0)
+            await self._remove_revived()
             try:
                 async with self.sessions() as session:
                     version = await repository.get_meta(session, key=CONFIG_VERSION_KEY)
@@ -410,10 +468,12 @@ class MonitorService:
                         continue
                     classes = await repository.list_classes(session)
                     snapshots = await repository.load_devices(session)
+                    forgotten = await repository.forgotten_ids(session)
             except Exception as exc:  # noqa: BLE001 - the database may be down; retry
                 log.debug("config poll failed: %s", exc)
                 continue
             self._config_version = version
+            self._forget(self.forgotten.update(forgotten))
             self._apply_config(classes, snapshots)
 
     def _policies(self, classes: list[DeviceClass]) -> dict[str, Policy]:
@@ -579,6 +639,10 @@ class MonitorService:
             # Warm-up starts at the first connection: only then can devices be heard.
             self.engine.start_warmup(now, self.settings.warmup)
             self._warmed_up = True
+            # Devices forgotten while no monitor ran: what the broker retains for them
+            # (its replay of heartbeats and presence is cleared as it comes, too).
+            for device_id in self.forgotten.ids():
+                self._clear_retained(self.forgotten.retained_topics(device_id))
         # run() starts the engine blind (suspended); the first connection must resume it
         # too, or no deadline or held will would ever fire.
         self.engine.resume(now)

@@ -327,6 +327,15 @@ class AlertCore:
         for member in incident.members:
             self._member[member] = key
 
+    def forget(self, device_id: str) -> None:
+        """Ops deleted the device: nothing held, open or counted for it remains.
+
+        Its open alert was resolved in the database by whoever deleted it; nothing is
+        sent.
+        """
+        self._drop_device(device_id)
+        self._open.pop(device_id, None)
+
     # ------------------------------------------------------------------------ events
 
     def transition(

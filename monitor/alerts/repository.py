@@ -424,6 +424,27 @@ async def update_alert_if(
     return _rowcount(result) == 1
 
 
+@translates_errors("resolve a forgotten device's alert")
+async def resolve_forgotten(session: AsyncSession, *, device_id: str, now: datetime) -> int:
+    """Resolve the device's open alert without a notification; returns how many (0 or 1).
+
+    Its repeats and escalation stop with it (they only follow open alerts). Outage
+    incidents naming the device keep it in their history.
+    """
+    result = await session.execute(
+        update(_alerts)
+        .where(_alerts.c.open_key == f"device:{device_id}", _alerts.c.status == OPEN)
+        .values(
+            status=RESOLVED,
+            open_key=None,
+            resolved_at=now,
+            updated_at=now,
+            reason="forgotten",
+        )
+    )
+    return _rowcount(result)
+
+
 @translates_errors("load open alerts")
 async def load_open_alerts(session: AsyncSession) -> list[Alert]:
     stmt = select(Alert).where(Alert.status == OPEN).order_by(Alert.id)

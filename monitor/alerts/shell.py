@@ -222,6 +222,10 @@ class Alerting:
             return
         self._queue(intents)
 
+    def forget_device(self, device_id: str) -> None:
+        """Ops deleted the device (``monitor.ops.forget``): drop what the core holds."""
+        self.core.forget(device_id)
+
     @property
     def settled(self) -> bool:
         """False while the engine warms up or is blind: nothing fires then."""

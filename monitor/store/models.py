@@ -218,6 +218,20 @@ class MonitorMeta(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class ForgottenDevice(Base):
+    """A device ops forgot (``clawbeat devices forget``), until it is heard alive again.
+
+    The broker may still retain its heartbeat and presence (the monitor may not have
+    been running to clear them): a monitor replaying them after a restart clears them
+    instead of registering the device again. Fresh evidence removes the row.
+    """
+
+    __tablename__ = "forgotten_devices"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    forgotten_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class ApiToken(Base):
     """A bearer token for the HTTP API.
 

@@ -11,7 +11,7 @@ way but SQLAlchemy builds per dialect; :func:`_insert` picks the right one.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any, Final
@@ -50,6 +50,7 @@ _transitions: Final[Table] = Base.metadata.tables["transitions"]
 _rollups: Final[Table] = Base.metadata.tables["heartbeat_rollups"]
 _classes: Final[Table] = Base.metadata.tables["device_classes"]
 _meta: Final[Table] = Base.metadata.tables["monitor_meta"]
+_forgotten: Final[Table] = Base.metadata.tables["forgotten_devices"]
 
 # Rows per statement: below both drivers' bind-parameter limits (asyncpg 32767,
 # SQLite 32766) for the widest table, and small enough to keep one statement short.
@@ -469,6 +470,27 @@ async def delete_device(session: AsyncSession, *, device_id: str) -> None:
         raise DeviceNotFound(device_id)
     await session.execute(delete(_transitions).where(_transitions.c.device_id == device_id))
     await session.execute(delete(_rollups).where(_rollups.c.device_id == device_id))
+
+
+@translates_errors("record forgotten device")
+async def add_forgotten(session: AsyncSession, *, device_id: str, now: datetime) -> None:
+    """Remember that ops forgot ``device_id`` (see ``models.ForgottenDevice``)."""
+    stmt = _insert(session, _forgotten).values(id=device_id, forgotten_at=now)
+    await session.execute(
+        stmt.on_conflict_do_update(index_elements=[_forgotten.c.id], set_={"forgotten_at": now})
+    )
+
+
+@translates_errors("list forgotten devices")
+async def forgotten_ids(session: AsyncSession) -> set[str]:
+    return set((await session.scalars(select(_forgotten.c.id))).all())
+
+
+@translates_errors("remove forgotten devices")
+async def remove_forgotten(session: AsyncSession, *, device_ids: Collection[str]) -> None:
+    """The devices were heard alive again: they are ordinary devices from now on."""
+    if device_ids:
+        await session.execute(delete(_forgotten).where(_forgotten.c.id.in_(list(device_ids))))
 
 
 @translates_errors("prune history")

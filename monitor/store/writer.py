@@ -226,6 +226,16 @@ class WriteBehind:
         if self._rollups_since is None:
             self._rollups_since = time.monotonic()
 
+    def forget(self, device_id: str) -> None:
+        """Drop what is pending for a device ops deleted, so no flush writes it back.
+
+        A flush already under way may still write its row; the monitor forgets the
+        device before the next one, and its tombstone keeps it away after a restart.
+        """
+        self._devices.pop(device_id, None)
+        for key in [k for k in self._rollups if k[0] == device_id]:
+            del self._rollups[key]
+
     def _check_open(self) -> None:
         if self._closing:
             raise WriterClosed("the write-behind writer is closed")

@@ -25,9 +25,16 @@ from monitor.alerts.models import AlertDelivery
 from monitor.alerts.schedule import DAYS
 from monitor.store.database import create_engine_for, make_session_factory
 from tests.harness.alert_sinks import Hook, SmtpSink, WebhookSink, free_port
-from tests.harness.monitor import MonitorProcess, Spawned, StatusWatch, wait_until
+from tests.harness.monitor import (
+    MonitorProcess,
+    Spawned,
+    StatusWatch,
+    read_devices,
+    wait_until,
+)
 from tests.harness.mosquitto import TestBroker
 from tests.harness.postgres import run_coroutine
+from tests.mqtt_helpers import MqttProbe
 
 # Fast timings: devices beat every 0.5 s; a drop is held 1.5 s before it is alerted.
 STORM_WINDOW = 1.5
@@ -52,6 +59,7 @@ FAST: dict[str, object] = {
 # window plus a few poll rounds, with a margin for a loaded machine.
 QUIET_FOR = STORM_WINDOW + 5 * POLL + 1.5
 _T = TypeVar("_T")
+ROOT = "clawbeat/v1"
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
@@ -621,6 +629,91 @@ def test_maintenance_silences_the_window_and_alerts_a_device_still_down_when_it_
         f"[clawbeat] {dev} is offline",
         f"[clawbeat] {other} is offline",
     ]
+
+
+# --- forgetting a device ------------------------------------------------------------------------
+
+
+def retained_for(broker: TestBroker, device_id: str) -> dict[str, bytes]:
+    """What the broker retains for a device (asked with the monitor's login: stop it first)."""
+    probe = MqttProbe(broker.url(), client_id=broker.monitor_user)
+    probe.connect()
+    try:
+        for topic in (f"{ROOT}/devices/{device_id}/+", f"{ROOT}/status/{device_id}"):
+            probe.subscribe(topic)
+        # The broker sends a subscription's retained messages before it answers the
+        # next one: once the monitor's presence (always retained) arrives, the device's
+        # would have.
+        probe.subscribe(f"{ROOT}/monitor/presence")
+        probe.wait_for(lambda m: m.topic == f"{ROOT}/monitor/presence")
+        return {m.topic: m.payload for m in probe.messages if m.retain and device_id in m.topic}
+    finally:
+        probe.close()
+
+
+@SQLITE_ONLY
+def test_a_forgotten_device_stops_alerting_and_does_not_come_back_from_retained_messages(
+    broker: TestBroker,
+    database_url: str,
+    tmp_path: Path,
+    watch: AlertWatch,
+    spawned: Spawned,
+    hooks: WebhookSink,
+    monitors: list[MonitorProcess],
+) -> None:
+    dev, other = "alert-forget-1", "alert-forget-2"
+    broker.add_device(dev)
+    broker.add_device(other)
+    first = make_monitor(broker, database_url, tmp_path, repeat_every=1.5)
+    add_channel(database_url, "ops", hooks.url("/ops"))
+    start(first, watch, monitors)
+    mark = time.monotonic()
+    device, neighbour = spawned.device(dev), spawned.device(other)
+    watch.wait_state(dev, "online", after=mark)
+    watch.wait_state(other, "online", after=mark)
+    device.kill()
+    neighbour.kill()
+    device.wait(5)
+    neighbour.wait(5)
+    hooks.wait(titled(f"reminder 1: {dev}"))
+    hooks.wait(titled(f"reminder 1: {other}"))
+
+    # Forgotten while the monitor runs: its alert is resolved, its reminders stop.
+    out = first.cli("devices", "forget", dev).stdout
+    assert f"forgot {dev} and its history; its open alert resolved" in out
+    monitor_logged(first, f"forgot device {dev}: its retained topics are cleared")
+    (gone,) = [a for a in stored_alerts(first) if a["device"] == dev]
+    assert gone["status"] == "resolved"
+    seen = len(hooks.matching(titled(dev)))
+    time.sleep(1.5 + QUIET_FOR)  # past the next reminder
+    assert len(hooks.matching(titled(dev))) == seen
+    assert hooks.matching(titled(other))[-1].title != hooks.matching(titled(other))[0].title
+    assert first.terminate() == 0
+    assert retained_for(broker, dev) == {}
+
+    # Forgotten while no monitor runs: the next one clears what the broker replays.
+    assert retained_for(broker, other)  # heartbeat, presence (its will), status
+    first.cli("devices", "forget", other)
+    seen_other = len(hooks.matching(titled(other)))
+    second = make_monitor(broker, database_url, tmp_path, repeat_every=1.5)
+    start(second, watch, monitors)
+    time.sleep(1.5 + QUIET_FOR)  # past warm-up (1 s), a hold and a reminder
+    assert len(hooks.matching(titled(other))) == seen_other
+    assert len(hooks.matching(titled(dev))) == seen
+    assert second.terminate() == 0
+    assert retained_for(broker, other) == {}
+    devices = read_devices(database_url)
+    assert dev not in devices
+    assert other not in devices
+    assert {a["status"] for a in stored_alerts(second)} == {"resolved"}
+
+    # Heard alive again: an ordinary device, tracked from scratch.
+    third = make_monitor(broker, database_url, tmp_path)
+    start(third, watch, monitors)
+    mark = time.monotonic()
+    spawned.device(dev)
+    watch.wait_state(dev, "online", after=mark)
+    wait_until(lambda: dev in read_devices(database_url), 10, what="the device stored again")
 
 
 # --- repeat, escalation, acknowledgement ---------------------------------------------------

@@ -39,6 +39,8 @@ TABLES = {
     "mutes",
     # 0005: sources
     "sources",
+    # 0006
+    "forgotten_devices",
 }
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
