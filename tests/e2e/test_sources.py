@@ -488,3 +488,67 @@ def test_a_source_stored_with_the_cli_is_watched_at_start(
     gone = proc.cli("sources", "remove", "plugs", check=False)
     assert gone.returncode == 2
     assert "no stored source 'plugs'" in gone.stderr
+
+
+@SQLITE_ONLY
+def test_restart_warmup_judges_a_sessionless_death_once_and_spares_the_living(
+    broker: TestBroker, database_url: str, tmp_path: Path, watch: StatusWatch
+) -> None:
+    """A Tasmota plug dies while the monitor is down: offline once, after warm-up."""
+    sources = tmp_path / "sources.toml"
+    sources.write_text(f'[[source]]\nname = "plugs"\nkind = "tasmota"\ninterval = {INTERVAL}\n')
+    broker.allow(broker.monitor_user, read=["tele/#"])
+    for user in ("plug-dies", "plug-lives"):
+        broker.allow(user, write=[f"tele/{user}/#"])
+    settings = {**FAST, "warmup": 3}
+    proc = MonitorProcess(
+        broker, database_url, tmp_path / "monitor.log", sources_file=sources, **settings
+    )
+    plugs: dict[str, DeviceConnection] = {}
+    try:
+        proc.start(probe=watch)
+        for user in ("plug-dies", "plug-lives"):
+            plugs[user] = DeviceConnection(broker, user, will=(f"tele/{user}/LWT", "Offline", True))
+            plugs[user].publish(f"tele/{user}/LWT", "Online", retain=True)
+            plugs[user].publish(f"tele/{user}/STATE", '{"UptimeSec": 1}')
+            watch.wait_state(user, "online")
+        wait_until(
+            lambda: {"plug-dies", "plug-lives"} <= set(read_devices(database_url)), 5, what="rows"
+        )
+        proc.kill()
+        plugs["plug-dies"].drop()  # its retained LWT is now Offline; nobody listens
+
+        mark = time.monotonic()
+        proc.start(probe=watch)
+        started = time.monotonic()
+
+        def judged() -> bool:
+            return any(
+                json.loads(m.payload)["state"] == "offline"
+                for m in watch.matching(
+                    lambda m: m.topic == "clawbeat/v1/status/plug-dies" and m.at >= mark
+                )
+            )
+
+        # The living plug beats on (faster than its interval) until the verdict is in.
+        uptime = 9
+        while not judged():
+            assert time.monotonic() - started < 30, watch.statuses("plug-dies")
+            plugs["plug-lives"].publish("tele/plug-lives/STATE", json.dumps({"UptimeSec": uptime}))
+            uptime += 1
+            time.sleep(INTERVAL / 4)  # the device's own rhythm
+        # Not before warm-up ended: the replayed will waited for it.
+        assert time.monotonic() - started >= settings["warmup"] - 0.5
+        status = watch.wait_state("plug-dies", "offline", reason="connection-lost", after=mark)
+        assert status["session"]  # the session the first run gave it, ended by the will
+        latest = watch.latest("plug-lives")
+        assert latest is not None
+        assert latest["state"] == "online"
+        assert [s for _, s, _ in _steps(database_url, "plug-lives")] == ["online"]
+        wait_until(lambda: len(_steps(database_url, "plug-dies")) == 2, 5, what="the offline row")
+        assert _steps(database_url, "plug-dies") == [
+            (None, "online", "first-seen"),
+            ("online", "offline", "connection-lost"),
+        ]
+    finally:
+        proc.stop()
