@@ -121,6 +121,19 @@ def add_simulate_parser(
         "reconnects (%(default)s)",
     )
     faults.add_argument(
+        "--degrade-fraction",
+        type=_fraction,
+        default=0.0,
+        help="fraction that degrades before failing: a draining battery, a flaky link, a "
+        "memory leak, a slow-down (docs/prediction.md) (%(default)s)",
+    )
+    faults.add_argument(
+        "--degrade-speed",
+        type=_positive_float,
+        default=1.0,
+        help="run the degradation schedule this many times faster than the clock (%(default)s)",
+    )
+    faults.add_argument(
         "--fault-after",
         type=_non_negative_float,
         help="seconds after the connect ramp before faults begin, spread over one interval "
@@ -232,6 +245,8 @@ def run_simulate_command(args: argparse.Namespace) -> int:
             die_fraction=args.die_fraction,
             mute_fraction=args.mute_fraction,
             flap_fraction=args.flap_fraction,
+            degrade_fraction=args.degrade_fraction,
+            degrade_speed=args.degrade_speed,
             fault_after=args.fault_after,
             flap_period=args.flap_period,
             connect_rate=args.connect_rate,

@@ -14,6 +14,11 @@ Faults, assigned to disjoint random subsets of the fleet (reproducible with ``se
 * flap: drop the connection without DISCONNECT every ``flap_period`` (±50 %), then
   reconnect with the normal backoff and a new session.
 
+With ``degrade_fraction``, devices with none of these faults degrade before they fail,
+following the seeded schedule of ``degradation.py`` (a draining battery, a flaky link, a
+memory leak, a slow-down; see ``degrade_driver.py``), ``degrade_speed`` times faster than
+the clock.
+
 The first fault of each device comes ``fault_after`` seconds after the ramp ends, spread
 over one interval.
 """
@@ -22,19 +27,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import random
 import signal
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from typing_extensions import override
 
 from device_client import protocol
 from device_client.backoff import Backoff
 from device_client.core import DeviceCore
+from device_client.degradation import DEGRADING
+from device_client.degrade_driver import DegradationDriver, plan_degradation
 from device_client.endpoint import Endpoint
 from device_client.errors import ConnectRefused
 from device_client.link import Link, LinkListener
@@ -65,6 +75,9 @@ class FleetOptions:
     die_fraction: float = 0.0
     mute_fraction: float = 0.0
     flap_fraction: float = 0.0
+    # Degradation faults (device_client/degradation.py) on devices with no other fault.
+    degrade_fraction: float = 0.0
+    degrade_speed: float = 1.0
     fault_after: float | None = None  # default: 3 intervals
     flap_period: float | None = None  # default: 10 intervals
     connect_rate: float = 200.0
@@ -81,7 +94,9 @@ class FleetOptions:
             raise ValueError("devices must be at least 1")
         if self.start < 0:
             raise ValueError("start must be >= 0")
-        for name in ("die_fraction", "mute_fraction", "flap_fraction"):
+        if not self.degrade_speed > 0:
+            raise ValueError("degrade_speed must be > 0")
+        for name in ("die_fraction", "mute_fraction", "flap_fraction", "degrade_fraction"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value}")
@@ -184,7 +199,19 @@ class Fleet(LinkListener):
         )
         topics = protocol.Topics(options.topic_root)
         now = loop.time()
+        self._drivers: dict[int, DegradationDriver] = {}
+        plans = (
+            plan_degradation(
+                options.devices,
+                fraction=options.degrade_fraction,
+                duration=(options.duration or 2 * 86_400.0) * options.degrade_speed,
+                seed=options.seed,
+            )
+            if options.degrade_fraction > 0
+            else []
+        )
         for index, fault in enumerate(faults):
+            degrades = bool(plans) and fault is Fault.NONE and plans[index].profile in DEGRADING
             core = DeviceCore(
                 device_id=options.device_id(index),
                 interval=options.interval,
@@ -203,8 +230,13 @@ class Fleet(LinkListener):
                 keepalive=options.keepalive,
                 logger=device_logger,
                 listener=self,
+                metrics=functools.partial(self._degraded_metrics, index) if degrades else None,
             )
             self._sims.append(_Sim(link, fault))
+            if degrades:
+                self._drivers[index] = DegradationDriver(
+                    link, plans[index], loop=loop, logger=logger, speed=options.degrade_speed
+                )
         self._by_link = {id(sim.link): sim for sim in self._sims}
         self._stopping = False
 
@@ -215,9 +247,15 @@ class Fleet(LinkListener):
     def faults(self) -> dict[str, Fault]:
         return {sim.link.device_id: sim.fault for sim in self._sims}
 
+    def _degraded_metrics(self, index: int) -> Mapping[str, Any]:
+        driver = self._drivers.get(index)
+        return (driver.metrics() if driver is not None else None) or {}
+
     def start(self) -> None:
         """Start the connect ramp and plan the faults."""
         opts = self.options
+        for driver in self._drivers.values():
+            driver.start()
         for index, sim in enumerate(self._sims):
             sim.link.start(delay=index / opts.connect_rate)
             if sim.fault is not Fault.NONE:
@@ -231,7 +269,7 @@ class Fleet(LinkListener):
         counts = {f: sum(1 for s in self._sims if s.fault is f) for f in Fault}
         self.log.info(
             "simulating %d devices %s..%s on %s: interval %g s, ramp %.1f s; faults: "
-            "die=%d mute=%d flap=%d",
+            "die=%d mute=%d flap=%d degrade=%d",
             opts.devices,
             opts.device_id(0),
             opts.device_id(opts.devices - 1),
@@ -241,6 +279,7 @@ class Fleet(LinkListener):
             counts[Fault.DIE],
             counts[Fault.MUTE],
             counts[Fault.FLAP],
+            len(self._drivers),
         )
 
     def stop(self) -> None:
@@ -248,6 +287,8 @@ class Fleet(LinkListener):
         if self._stopping:
             return
         self._stopping = True
+        for driver in self._drivers.values():
+            driver.cancel()
         for sim in self._sims:
             if sim.timer is not None:
                 sim.timer.cancel()
