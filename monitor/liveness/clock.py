@@ -29,44 +29,41 @@ TOLERANCE: Final = 1.0
 STEP: Final = 2.0
 STEP_AGREE: Final = 0.5
 STEP_VOTES: Final = 4
-_SINK: Final = 1.0 / 16.0
+SINK: Final = 1.0 / 16.0
 
 
-class ClockEstimate:
-    """The running estimate for one device's current session."""
+class StepVotes:
+    """Samples agreeing on a step back, while one is suspected (rare: kept apart from the
+    per-device record, which holds only the offset)."""
 
-    __slots__ = ("candidate", "offset", "votes")
+    __slots__ = ("candidate", "votes")
 
-    def __init__(self, sample: float) -> None:
-        self.offset = sample
-        self.candidate = sample
-        self.votes = 0
+    def __init__(self, candidate: float) -> None:
+        self.candidate = candidate
+        self.votes = 1
 
-    def add(self, sample: float) -> float:
-        """Take one ``ts - receive wall`` sample.
 
-        Returns the offset this sample's latency is judged by: the estimate it was
-        measured against, or the new one if the sample moved it up or made it step.
-        """
-        offset = self.offset
-        if sample >= offset:
-            self.offset = sample
-            self.votes = 0
-            return sample
-        if offset - sample <= STEP:
-            self.offset = offset + (sample - offset) * _SINK
-            self.votes = 0
-            return offset
-        if self.votes and abs(sample - self.candidate) <= STEP_AGREE:
-            self.votes += 1
-        else:
-            self.candidate = sample
-            self.votes = 1
-        if self.votes < STEP_VOTES:
-            return offset
-        self.offset = max(sample, self.candidate)
-        self.votes = 0
-        return self.offset
+def update(
+    offset: float, sample: float, step: StepVotes | None
+) -> tuple[float, float, StepVotes | None]:
+    """Take one ``ts - receive wall`` sample into the estimate ``offset``.
+
+    Returns ``(new offset, offset this sample's latency is judged by, step votes)``: a
+    sample is judged by the estimate it was measured against, or by the new one if it
+    moved the estimate up or made it step.
+    """
+    if sample >= offset:
+        return sample, sample, None
+    if offset - sample <= STEP:
+        return offset + (sample - offset) * SINK, offset, None
+    if step is not None and abs(sample - step.candidate) <= STEP_AGREE:
+        step.votes += 1
+    else:
+        step = StepVotes(sample)
+    if step.votes < STEP_VOTES:
+        return offset, offset, step
+    new = max(sample, step.candidate)
+    return new, new, None
 
 
 def skewed(offset: float | None) -> bool:

@@ -126,8 +126,12 @@ from types import MappingProxyType
 from typing import Final
 
 from device_client.protocol import Heartbeat, OfflineReason, Presence, PresenceState
-from monitor.liveness.clock import ClockEstimate, skewed
+from monitor.liveness.clock import SINK as CLOCK_SINK
+from monitor.liveness.clock import STEP as CLOCK_STEP
+from monitor.liveness.clock import TOLERANCE as CLOCK_TOLERANCE
 from monitor.liveness.clock import latency as clock_latency
+from monitor.liveness.clock import skewed
+from monitor.liveness.clock import update as clock_update
 from monitor.liveness.errors import InvalidPolicy, UnknownDevice
 from monitor.liveness.missed import missed_between
 from monitor.liveness.outcomes import EventResult, Outcome
@@ -401,7 +405,7 @@ class LivenessEngine:
                 dev.announced = self._share_interval(snap.announced_interval)
             dev.override = snap.override_interval
             if snap.clock_offset is not None:
-                dev.clock = ClockEstimate(snap.clock_offset)
+                dev.clock_offset = snap.clock_offset
                 self._skewed += skewed(snap.clock_offset)
             self._devices[device_id] = dev
             self._counts[state] += 1
@@ -677,20 +681,36 @@ class LivenessEngine:
 
     def _clock_sample(self, dev: DeviceRecord, ts: float, wall: float) -> float:
         """Feed one fresh heartbeat's ``ts`` to the estimate; returns its latency (R2)."""
-        clock = dev.clock
-        if clock is None:
-            clock = dev.clock = ClockEstimate(ts - wall)
-            self._skewed += skewed(clock.offset)
-            return clock_latency(wall, ts, clock.offset)
-        was = skewed(clock.offset)
-        judged_by = clock.add(ts - wall)
-        self._skewed += skewed(clock.offset) - was
-        return clock_latency(wall, ts, judged_by)
+        sample = ts - wall
+        offset = dev.clock_offset
+        if offset is None:
+            dev.clock_offset = sample
+            self._skewed += skewed(sample)
+            return clock_latency(wall, ts, sample)
+        # clock.update's two common branches inlined: this runs on every heartbeat.
+        if sample >= offset:
+            new = judged_by = sample
+            dev.clock_step = None
+        elif offset - sample <= CLOCK_STEP:
+            new = offset + (sample - offset) * CLOCK_SINK
+            judged_by = offset
+            dev.clock_step = None
+        else:
+            new, judged_by, dev.clock_step = clock_update(offset, sample, dev.clock_step)
+        dev.clock_offset = new
+        if (-CLOCK_TOLERANCE <= new <= CLOCK_TOLERANCE) != (
+            -CLOCK_TOLERANCE <= offset <= CLOCK_TOLERANCE
+        ):
+            self._skewed += skewed(new) - skewed(offset)
+        if -CLOCK_TOLERANCE <= judged_by <= CLOCK_TOLERANCE:
+            return -sample
+        return judged_by - sample
 
     def _drop_clock(self, dev: DeviceRecord) -> None:
-        if dev.clock is not None:
-            self._skewed -= skewed(dev.clock.offset)
-            dev.clock = None
+        if dev.clock_offset is not None:
+            self._skewed -= skewed(dev.clock_offset)
+            dev.clock_offset = None
+            dev.clock_step = None
 
     # --------------------------------------------------------------- missed beats
 
@@ -937,7 +957,7 @@ class LivenessEngine:
             in_maintenance=dev.state is _MAINTENANCE,
             effective_interval=self._interval(dev),
             confirmed=dev.confirmed,
-            clock_offset=None if dev.clock is None else dev.clock.offset,
+            clock_offset=dev.clock_offset,
         )
 
 

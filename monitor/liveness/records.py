@@ -1,7 +1,7 @@
 """Per-device mutable records, kept small because there may be a million of them.
 
 ``__slots__`` (no per-instance dict), class names and policies shared between devices,
-state and reason enum members shared by identity. A record costs roughly 200 bytes
+state and reason enum members shared by identity. A record costs roughly 210 bytes
 plus its id and session strings and a few floats; see ``bench/bench_engine.py``.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from device_client.protocol import OfflineReason
-from monitor.liveness.clock import ClockEstimate
+from monitor.liveness.clock import StepVotes
 from monitor.liveness.policy import Policy
 from monitor.liveness.states import Reason, State
 
@@ -21,7 +21,8 @@ class DeviceRecord:
     __slots__ = (
         "anchor",
         "announced",
-        "clock",
+        "clock_offset",
+        "clock_step",
         "confirmed",
         "deadline",
         "device_class",
@@ -81,8 +82,10 @@ class DeviceRecord:
         # owed from, and how many owed since then were already counted.
         self.missed_from = anchor
         self.missed_counted = 0
-        # The current session's clock offset estimate, once a heartbeat carried a ts.
-        self.clock: ClockEstimate | None = None
+        # The current session's clock offset estimate, once a heartbeat carried a ts,
+        # and the votes for a step back while one is suspected (clock.py).
+        self.clock_offset: float | None = None
+        self.clock_step: StepVotes | None = None
 
 
 class HeldWill:

@@ -10,7 +10,7 @@ import pytest
 
 from device_client.protocol import Heartbeat
 from monitor.liveness import DeviceSnapshot, EventResult, LivenessEngine, State
-from monitor.liveness.clock import STEP_VOTES, ClockEstimate
+from monitor.liveness.clock import STEP_VOTES, update
 
 T0 = 1_700_000_000.0
 HOUR = 3600.0
@@ -152,13 +152,22 @@ def test_the_estimate_survives_a_restart_and_forget_uncounts_it() -> None:
 
 
 def test_estimate_arithmetic() -> None:
-    clock = ClockEstimate(10.0)
-    assert clock.add(10.5) == 10.5  # less delay: followed at once
-    # A slower sample is judged by the estimate, which then sinks 1/16 of the way.
-    assert clock.add(10.5 - 1.6) == 10.5
-    assert clock.offset == pytest.approx(10.5 - 0.1)
+    # A sample above the estimate (less delay) is followed at once.
+    assert update(10.0, 10.5, None) == (10.5, 10.5, None)
+    # A slower one is judged by the estimate, which then sinks 1/16 of the way.
+    offset, judged_by, step = update(10.5, 10.5 - 1.6, None)
+    assert offset == pytest.approx(10.4)
+    assert (judged_by, step) == (10.5, None)
+    # A step back waits for its votes: STEP_VOTES samples in a row that agree.
     for _ in range(STEP_VOTES - 1):
-        assert clock.add(0.0) == pytest.approx(10.4)  # a step back waits for its votes
-        assert clock.offset == pytest.approx(10.4)
-    assert clock.add(0.0) == 0.0
-    assert clock.offset == 0.0
+        offset, judged_by, step = update(offset, 0.0, step)
+        assert offset == judged_by == pytest.approx(10.4)
+        assert step is not None
+    assert update(offset, 0.0, step) == (0.0, 0.0, None)
+    # Samples that disagree (a draining backlog) start the count again.
+    step = None
+    for k in range(2 * STEP_VOTES):
+        offset, _, step = update(10.4, 10.4 - 20.0 + k, step)
+        assert offset == pytest.approx(10.4)
+        assert step is not None
+        assert step.votes == 1
