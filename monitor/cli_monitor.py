@@ -49,6 +49,6 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)
     # Imported here, not at the top: every other `clawbeat` command parses its arguments
     # through this module, and none of them needs the MQTT stack or the web server.
-    from monitor.service import MonitorService  # noqa: PLC0415
+    from monitor.process import MonitorProcess  # noqa: PLC0415
 
-    return asyncio.run(MonitorService(settings).run())
+    return asyncio.run(MonitorProcess(settings).run())

@@ -18,10 +18,10 @@ import math
 import signal
 import time
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import Protocol, TypeVar
 
 from device_client.errors import InvalidBrokerUrl
 from device_client.protocol import (
@@ -39,11 +39,13 @@ from monitor.alerts.shell import Alerting
 from monitor.errors import ConfigError
 from monitor.forgotten_devices import ForgottenDevices
 from monitor.ingest import Ingest
+from monitor.live_events import EventHub, transition_event
 from monitor.liveness.engine import LivenessEngine
 from monitor.liveness.outcomes import EventResult, Outcome
 from monitor.liveness.policy import DEFAULT_CLASS, Policy
 from monitor.liveness.snapshot import DeviceSnapshot
 from monitor.liveness.states import Transition
+from monitor.metrics import ServiceMetrics
 from monitor.mqtt_link import LinkOptions, MqttLink, Outgoing
 from monitor.ops.config_version import CONFIG_VERSION_KEY
 from monitor.ops.sources import stored_adapters
@@ -70,11 +72,6 @@ from monitor.store.models import DeviceClass
 from monitor.store.rows import StoredDevice
 from monitor.store.writer import WriteBehind
 from monitor.transition_log import TransitionLog
-from monitor.web.events import EventHub, transition_event
-from monitor.web.metrics import ServiceMetrics
-
-if TYPE_CHECKING:
-    from monitor.web.server import HttpServer
 
 log = logging.getLogger("clawbeat.monitor")
 
@@ -89,6 +86,17 @@ class _Latest:
 
     fw: str | None
     metrics: dict[str, object]
+
+
+class Face(Protocol):
+    """What the service runs for a face built on top of it (the HTTP server): bound once
+    the state is loaded, so a bad setting fails the start; served until cancelled."""
+
+    name: str
+
+    def bind(self) -> None: ...
+
+    async def serve(self) -> None: ...
 
 
 class MonitorService:
@@ -153,7 +161,6 @@ class MonitorService:
         # Seconds between last_seen refreshes of a beating device's status (the flush
         # loop follows the fleet's size).
         self._status_period = settings.status_refresh
-        self.http: HttpServer | None = None
 
     # ----------------------------------------------------------------- startup
 
@@ -664,7 +671,9 @@ class MonitorService:
     def request_stop(self) -> None:
         self._stop.set()
 
-    async def run(self) -> int:
+    async def run(self, faces: Sequence[Face] = ()) -> int:
+        """Run until stopped; ``faces`` (the HTTP server) are bound after the start-up load
+        and served beside the service's own loops."""
         self.engine = await self._load()
         self.ingest = Ingest(
             self.topics, self, logging.getLogger("clawbeat.ingest"), config=self.config_message
@@ -714,12 +723,8 @@ class MonitorService:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
-        if self.settings.http_bind:
-            # Imported here: FastAPI and uvicorn stay out of CLI commands importing this.
-            from monitor.web.server import HttpServer  # noqa: PLC0415
-
-            self.http = HttpServer(self)
-            self.http.bind()  # a taken port or bad TLS key fails the start, loudly
+        for face in faces:
+            face.bind()  # a taken port or bad TLS key fails the start, loudly
         tasks = [
             asyncio.create_task(self.writer.run(), name="writer"),
             asyncio.create_task(self.link.run(), name="mqtt"),
@@ -731,8 +736,7 @@ class MonitorService:
         ]
         if self.settings.risk_cycle > 0:
             tasks.append(asyncio.create_task(self.risk.run(), name="risk"))
-        if self.http is not None:
-            tasks.append(asyncio.create_task(self.http.serve(), name="http"))
+        tasks += [asyncio.create_task(face.serve(), name=face.name) for face in faces]
         if self.sparkplug_host is not None:
             tasks.append(asyncio.create_task(self.sparkplug_host.run(), name="sparkplug-host"))
         stop_wait = asyncio.create_task(self._stop.wait())

@@ -18,10 +18,10 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy import text
 
+from monitor.metrics import CONTENT_TYPE
 from monitor.timefmt import iso
 from monitor.web.auth import bearer, read_access
 from monitor.web.deps import READ_ERRORS, Service
-from monitor.web.metrics import CONTENT_TYPE
 from monitor.web.schemas import CheckOut, LiveOut, ReadyOut
 
 router = APIRouter()

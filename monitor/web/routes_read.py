@@ -9,6 +9,7 @@ from typing import Annotated, Final, Literal
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import StreamingResponse
 
+from monitor.live_events import LiveEvent
 from monitor.liveness.states import State
 from monitor.store import reports, repository
 from monitor.store.models import DeviceClass
@@ -16,7 +17,6 @@ from monitor.store.reports import DeviceFilter, DeviceSort
 from monitor.timefmt import to_datetime
 from monitor.web.auth import Reader, StreamReader
 from monitor.web.deps import NOT_FOUND, READ_ERRORS, ClassPath, DevicePath, Service
-from monitor.web.events import Event
 from monitor.web.risk_view import with_risk
 from monitor.web.schemas import (
     ID_PATTERN,
@@ -343,7 +343,7 @@ def class_out(cls: DeviceClass, devices: int) -> ClassOut:
 async def events(service: Service, _: StreamReader) -> StreamingResponse:
     hub = service.events
     sub = hub.subscribe()
-    first = Event("summary", summary_of(service).model_dump(mode="json"), 0)
+    first = LiveEvent("summary", summary_of(service).model_dump(mode="json"), 0)
     # Starlette cancels the stream when the client goes away; its finally unsubscribes.
     return StreamingResponse(
         hub.stream(sub, first=first),

@@ -18,16 +18,14 @@ import logging
 import socket
 import ssl
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import uvicorn
 
 from monitor.errors import ConfigError
+from monitor.service import MonitorService
 from monitor.web.app import create_app
 from monitor.web.routes_read import summary_of
-
-if TYPE_CHECKING:
-    from monitor.service import MonitorService
 
 log = logging.getLogger("clawbeat.web")
 
@@ -54,6 +52,10 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 class HttpServer:
+    """The API, dashboard and /metrics: a face the service runs (see ``Face``)."""
+
+    name = "http"
+
     def __init__(self, service: MonitorService) -> None:
         settings = service.settings
         self.service = service
@@ -77,6 +79,11 @@ class HttpServer:
         )
         self._socket: socket.socket | None = None
         self._server: _EmbeddedServer | None = None
+
+    @property
+    def bound(self) -> bool:
+        """The listening socket is open (``bind()`` succeeded)."""
+        return self._socket is not None
 
     @property
     def port(self) -> int:

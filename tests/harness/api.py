@@ -20,10 +20,12 @@ from typing import Any
 import httpx
 import pytest
 
+from monitor.process import MonitorProcess
 from monitor.service import MonitorService
 from monitor.settings import MonitorSettings
 from monitor.store import tokens
 from monitor.store.tokens import Scope
+from monitor.web.server import HttpServer
 from tests.harness.db_fixtures import open_store
 from tests.harness.mosquitto import TestBroker
 from tests.mqtt_helpers import MqttProbe
@@ -53,6 +55,7 @@ async def make_token(database_url: str, scope: Scope, name: str = "test") -> str
 @dataclass
 class RunningMonitor:
     service: MonitorService
+    http: HttpServer
     task: asyncio.Task[int]
     base_url: str
     read_token: str
@@ -106,14 +109,15 @@ async def running_monitor(
     )
     read_token = await make_token(database_url, Scope.READ, "reader")
     admin_token = await make_token(database_url, Scope.ADMIN, "admin")
-    service = MonitorService(settings)
-    task = asyncio.create_task(service.run(), name="monitor")
+    process = MonitorProcess(settings)
+    service, http = process.service, process.http
+    assert http is not None
+    task = asyncio.create_task(process.run(), name="monitor")
     try:
-        await wait_for(lambda: task.done() or service.http is not None, what="HTTP server")
+        await wait_for(lambda: task.done() or http.bound, what="HTTP server")
         if task.done():
             task.result()  # raises what stopped it
             raise AssertionError("the monitor exited at start")
-        assert service.http is not None
         await wait_for(
             lambda: task.done() or (service.link is not None and service.link.connected),
             what="broker connection",
@@ -124,8 +128,9 @@ async def running_monitor(
             verify = ssl.create_default_context(cafile=str(broker.ca_file))
         yield RunningMonitor(
             service=service,
+            http=http,
             task=task,
-            base_url=service.http.url,
+            base_url=http.url,
             read_token=read_token,
             admin_token=admin_token,
             database_url=database_url,

@@ -72,8 +72,7 @@ async def test_no_or_bad_token_is_401_with_a_bearer_challenge(
 ) -> None:
     # More wrong tokens than one address may send (tests/e2e/test_http_abuse.py tests
     # that budget): here every endpoint must say 401, so the budget is made large.
-    assert monitor_api.service.http is not None
-    monitor_api.service.http.app.state.auth_limiter = FailureLimiter(burst=10_000)
+    monitor_api.http.app.state.auth_limiter = FailureLimiter(burst=10_000)
     for token in (None, "cbt_not-a-real-token", "garbage", "Bearer"):
         async with monitor_api.client(token) as client:
             for path in READ_PATHS:
@@ -168,8 +167,7 @@ async def test_tokens_are_stored_hashed_and_revocation_takes_effect(
     assert token not in table
 
     # Verified tokens are cached for a few seconds; no cache here, so revocation shows at once.
-    assert monitor_api.service.http is not None
-    monitor_api.service.http.app.state.verifier.cache_seconds = 0
+    monitor_api.http.app.state.verifier.cache_seconds = 0
     async with monitor_api.client(token) as client:
         assert (await client.get("/api/me")).json() == {"name": "grafana", "scope": "read"}
         code, out, _ = await clawbeat(capsys, url, "token", "revoke", str(info["id"]))

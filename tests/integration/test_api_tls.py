@@ -14,7 +14,7 @@ import pytest
 from pydantic import ValidationError
 
 from monitor.errors import ConfigError
-from monitor.service import MonitorService
+from monitor.process import MonitorProcess
 from monitor.settings import MonitorSettings
 from tests.harness.api import running_monitor
 from tests.harness.mosquitto import TestBroker
@@ -57,12 +57,15 @@ def test_a_certificate_without_its_key_is_refused(database_url: str) -> None:
 
 
 async def _start_fails(settings: MonitorSettings) -> ConfigError:
-    service = MonitorService(settings)
-    try:
-        with pytest.raises(ConfigError) as failed:
-            await service.run()
-    finally:
-        await service.db.dispose()
+    async def start() -> None:
+        process = MonitorProcess(settings)  # a bad bind address fails here
+        try:
+            await process.run()  # a taken port or bad TLS material here
+        finally:
+            await process.service.db.dispose()
+
+    with pytest.raises(ConfigError) as failed:
+        await start()
     return failed.value
 
 
@@ -126,10 +129,11 @@ def test_the_cli_names_the_problem(broker: TestBroker, database_url: str) -> Non
 
 
 async def test_an_empty_bind_runs_without_http(broker: TestBroker, database_url: str) -> None:
-    service = MonitorService(
+    process = MonitorProcess(
         MonitorSettings(mqtt_url=broker.url(), database_url=database_url, http_bind="")
     )
-    task = asyncio.create_task(service.run())
+    service = process.service
+    task = asyncio.create_task(process.run())
     try:
         for _ in range(100):
             if service.link is not None and service.link.connected:
@@ -137,7 +141,7 @@ async def test_an_empty_bind_runs_without_http(broker: TestBroker, database_url:
             await asyncio.sleep(0.05)
         assert service.link is not None
         assert service.link.connected
-        assert service.http is None
+        assert process.http is None
     finally:
         service.request_stop()
         assert await task == 0

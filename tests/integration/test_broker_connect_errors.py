@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from broker.runner import free_port
-from monitor.service import MonitorService
+from monitor.process import MonitorProcess
 from monitor.settings import MonitorSettings
 from tests.harness.api import FAST, wait_for
 from tests.harness.mosquitto import TestBroker
@@ -37,12 +37,14 @@ async def unconnected_monitor(database_url: str, mqtt_url: str) -> AsyncIterator
         mqtt_report_every=1,
         **FAST,
     )
-    service = MonitorService(settings)
-    task = asyncio.create_task(service.run(), name="monitor")
+    process = MonitorProcess(settings)
+    service, http = process.service, process.http
+    assert http is not None
+    task = asyncio.create_task(process.run(), name="monitor")
     try:
-        await wait_for(lambda: task.done() or service.http is not None, what="HTTP server")
-        assert service.http is not None, task.result()
-        async with httpx.AsyncClient(base_url=service.http.url) as client:
+        await wait_for(lambda: task.done() or http.bound, what="HTTP server")
+        assert http.bound, task.result()
+        async with httpx.AsyncClient(base_url=http.url) as client:
             yield client
     finally:
         service.request_stop()

@@ -1,4 +1,5 @@
-"""Live events for dashboards: transitions and fleet summaries, fanned out to SSE streams.
+"""Live events for dashboards: transitions and fleet summaries, fanned out to the web's
+SSE streams. The service publishes; the web subscribes.
 
 The service calls :meth:`EventHub.publish` from the event loop for every transition
 (cheap: a dict per subscriber, nothing at all when nobody listens). Each subscriber
@@ -25,7 +26,7 @@ KEEPALIVE_SECONDS: Final = 15.0
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
+class LiveEvent:
     kind: str
     data: Mapping[str, Any]
     id: int
@@ -35,12 +36,12 @@ class Event:
         return f"id: {self.id}\nevent: {self.kind}\ndata: {body}\n\n".encode()
 
 
-_CLOSE: Final = Event("close", {}, 0)
+_CLOSE: Final = LiveEvent("close", {}, 0)
 
 
 @dataclass(eq=False)
 class Subscription:
-    queue: asyncio.Queue[Event] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+    queue: asyncio.Queue[LiveEvent] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     dropped: int = 0
 
 
@@ -58,7 +59,7 @@ class EventHub:
     def publish(self, kind: str, data: Mapping[str, Any]) -> None:
         if not self._subscribers:
             return
-        event = Event(kind, data, self._next_id)
+        event = LiveEvent(kind, data, self._next_id)
         self._next_id += 1
         for sub in self._subscribers:
             try:
@@ -66,7 +67,7 @@ class EventHub:
             except asyncio.QueueFull:
                 sub.dropped += 1
                 _drain(sub.queue)
-                sub.queue.put_nowait(Event("resync", {"dropped": sub.dropped}, event.id))
+                sub.queue.put_nowait(LiveEvent("resync", {"dropped": sub.dropped}, event.id))
 
     def subscribe(self) -> Subscription:
         sub = Subscription(asyncio.Queue(self._queue_limit))
@@ -86,7 +87,11 @@ class EventHub:
             sub.queue.put_nowait(_CLOSE)
 
     async def stream(
-        self, sub: Subscription, *, first: Event | None = None, keepalive: float = KEEPALIVE_SECONDS
+        self,
+        sub: Subscription,
+        *,
+        first: LiveEvent | None = None,
+        keepalive: float = KEEPALIVE_SECONDS,
     ) -> AsyncIterator[bytes]:
         """SSE bytes for ``sub`` until the hub closes; a comment line keeps proxies open."""
         try:
@@ -108,7 +113,7 @@ class EventHub:
             self.unsubscribe(sub)
 
 
-def _drain(queue: asyncio.Queue[Event]) -> None:
+def _drain(queue: asyncio.Queue[LiveEvent]) -> None:
     while not queue.empty():
         queue.get_nowait()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -20,11 +20,20 @@ from monitor.connect_failure import FailureKind
 from monitor.liveness.clock import TOLERANCE as CLOCK_TOLERANCE
 from monitor.liveness.outcomes import Outcome
 from monitor.liveness.states import State, Transition
+from monitor.metrics_risk import RiskCollector
 from monitor.store.writer import FlushReport
-from monitor.web.metrics_risk import RiskCollector
 
 if TYPE_CHECKING:
-    from monitor.service import MonitorService
+    from collections import Counter as CounterOf
+
+    from monitor.alerts.shell import Alerting
+    from monitor.ingest import Ingest
+    from monitor.live_events import EventHub
+    from monitor.liveness.engine import LivenessEngine
+    from monitor.mqtt_link import MqttLink
+    from monitor.risk.scorer import RiskScorer
+    from monitor.sources.ingest import SourceIngest
+    from monitor.store.writer import WriteBehind
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 INVALID_KINDS: Final = ("bad_device_id", "bad_topic", "oversized", "invalid_payload")
@@ -36,10 +45,24 @@ _FLUSH_BUCKETS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2
 _BATCH_BUCKETS: Final = (1, 10, 100, 1_000, 5_000, 10_000, 100_000, 1_000_000)
 
 
+class Observed(Protocol):
+    """What the collector reads of the service at scrape time (the service is one)."""
+
+    engine: LivenessEngine | None
+    link: MqttLink | None
+    ingest: Ingest | None
+    sources: SourceIngest | None
+    writer: WriteBehind
+    alerting: Alerting
+    risk: RiskScorer
+    events: EventHub
+    counts: CounterOf[str]
+
+
 class ServiceMetrics:
     """The registry behind ``/metrics`` plus the two hooks the service calls."""
 
-    def __init__(self, service: MonitorService) -> None:
+    def __init__(self, service: Observed) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.detection_latency = Histogram(
             "clawbeat_detection_latency_seconds",
@@ -90,7 +113,7 @@ class ServiceMetrics:
 
 
 class _LiveCollector(Collector):
-    def __init__(self, service: MonitorService) -> None:
+    def __init__(self, service: Observed) -> None:
         self._service = service
 
     def describe(self) -> Iterable[Metric]:
@@ -146,7 +169,7 @@ class _LiveCollector(Collector):
         )
 
     @staticmethod
-    def _broker(service: MonitorService) -> Iterator[Metric]:
+    def _broker(service: Observed) -> Iterator[Metric]:
         link = service.link
         failures = CounterMetricFamily(
             "clawbeat_broker_connect_failures",
@@ -164,7 +187,7 @@ class _LiveCollector(Collector):
         )
 
     @staticmethod
-    def _devices(service: MonitorService) -> Iterator[Metric]:
+    def _devices(service: Observed) -> Iterator[Metric]:
         devices = GaugeMetricFamily(
             "clawbeat_devices", "Devices tracked by the monitor, by state", labels=["state"]
         )
@@ -174,7 +197,7 @@ class _LiveCollector(Collector):
         yield devices
 
     @staticmethod
-    def _sources(service: MonitorService) -> Iterator[Metric]:
+    def _sources(service: Observed) -> Iterator[Metric]:
         sources = service.sources
         if sources is None:
             return
@@ -191,7 +214,7 @@ class _LiveCollector(Collector):
         yield family
 
     @staticmethod
-    def _ingest(service: MonitorService) -> Iterator[Metric]:
+    def _ingest(service: Observed) -> Iterator[Metric]:
         counts = service.ingest.counts if service.ingest is not None else {}
         yield CounterMetricFamily(
             "clawbeat_messages_received",
@@ -234,7 +257,7 @@ class _LiveCollector(Collector):
         )
 
     @staticmethod
-    def _alerts(service: MonitorService) -> Iterator[Metric]:
+    def _alerts(service: Observed) -> Iterator[Metric]:
         outbox = service.alerting.outbox.stats
         stats = service.alerting.stats
         yield CounterMetricFamily(
@@ -258,7 +281,7 @@ class _LiveCollector(Collector):
         )
 
     @staticmethod
-    def _store(service: MonitorService) -> Iterator[Metric]:
+    def _store(service: Observed) -> Iterator[Metric]:
         writer = service.writer
         stats = writer.stats
         yield _gauge(

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from monitor.web.events import EventHub
+from monitor.live_events import EventHub
 
 pytestmark = pytest.mark.anyio
 
