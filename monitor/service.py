@@ -666,6 +666,11 @@ class MonitorService:
         self.engine.suspend(time.monotonic())
         log.warning("blind: broker connection lost, device timeouts suspended")
 
+    def _send_command(self, topic: str, payload: bytes) -> None:
+        # A source's reply (a Sparkplug rebirth request): each one matters, none retained.
+        if self.link is not None:
+            self.link.publish(topic, payload, retain=False, coalesce=False)
+
     # ------------------------------------------------------------ run
 
     def request_stop(self) -> None:
@@ -684,7 +689,9 @@ class MonitorService:
         if self.source_adapters:
             view = engine_view(self.engine)
             log_to = logging.getLogger("clawbeat.sources")
-            self.sources = SourceIngest(self.source_adapters, self, view, log_to)
+            self.sources = SourceIngest(
+                self.source_adapters, self, view, log_to, publish=self._send_command
+            )
         # The will is fixed now, for every connection: it cannot say when it will fire.
         will = monitor_presence_payload(
             "offline", since=None, instance=self.instance, reason=OfflineReason.CONNECTION_LOST

@@ -35,6 +35,8 @@ class DeviceConnection:
         self.client.on_connect = lambda _c, _u, _f, reason, _p: (
             refused.append(reason) if reason.is_failure else None
         )
+        self.received: list[mqtt.MQTTMessage] = []
+        self.client.on_message = lambda _c, _u, msg: self.received.append(msg)
         self.client.connect(broker.host, broker.port, keepalive)
         self._pump_until(self.client.is_connected, f"{user} connected")
         assert not refused, refused
@@ -42,6 +44,21 @@ class DeviceConnection:
     def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
         info = self.client.publish(topic, payload, qos=1, retain=retain)
         self._pump_until(info.is_published, f"PUBACK for {topic}")
+
+    def subscribe(self, topic: str) -> None:
+        acked: list[object] = []
+        self.client.on_subscribe = lambda *_a: acked.append(True)
+        self.client.subscribe(topic, qos=1)
+        self._pump_until(lambda: bool(acked), f"SUBACK for {topic}")
+
+    def wait_message(self, topic: str, timeout: float = 10.0) -> mqtt.MQTTMessage:
+        """Pump until a message on ``topic`` has arrived; return the first."""
+
+        def found() -> bool:
+            return any(m.topic == topic for m in self.received)
+
+        self._pump_until(found, f"a message on {topic}", timeout)
+        return next(m for m in self.received if m.topic == topic)
 
     def drop(self) -> None:
         """End the connection without DISCONNECT, as a crash would: the broker sends the will."""

@@ -41,7 +41,7 @@ class SourceConfigError(ConfigError):
 # Keys each kind accepts besides name/kind/interval/id_prefix, with their types.
 _STR: Final = str
 _KEYS: Final[dict[str, dict[str, type]]] = {
-    "sparkplug": {"group": _STR, "primary_host_id": _STR},
+    "sparkplug": {"group": _STR, "primary_host_id": _STR, "request_rebirth": bool},
     "tasmota": {"prefix": _STR, "online_payload": _STR, "offline_payload": _STR},
     "esphome": {"root": _STR, "beats": bool},
     "zigbee2mqtt": {"base": _STR},

@@ -45,6 +45,14 @@ Event = Beat | Online | Offline
 
 
 @dataclass(frozen=True, slots=True)
+class Command:
+    """A message the monitor should publish in reply (a Sparkplug rebirth request)."""
+
+    topic: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Malformed:
     """A message on a topic of the convention that breaks its format: counted, dropped."""
 
@@ -60,4 +68,4 @@ class Ignored:
     reason: str
 
 
-Decoded = tuple[Event, ...] | Malformed | Ignored
+Decoded = tuple[Event | Command, ...] | Malformed | Ignored

@@ -19,7 +19,7 @@ from monitor.ingest import IngestSink
 from monitor.liveness.outcomes import Outcome
 from monitor.logging_setup import RateLimitedLog
 from monitor.sources.base import Adapter
-from monitor.sources.events import Ignored, Malformed
+from monitor.sources.events import Command, Ignored, Malformed
 from monitor.sources.resolve import SessionResolver, SessionView
 from monitor.sources.topics import filter_matches
 
@@ -37,8 +37,11 @@ class SourceIngest:
         sink: IngestSink,
         view: SessionView,
         logger: logging.Logger,
+        *,
+        publish: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.adapters = tuple(adapters)
+        self.publish = publish
         self.sink = sink
         self.view = view
         self.resolver = SessionResolver(view)
@@ -82,6 +85,11 @@ class SourceIngest:
                 self._count(adapter.name, f"ignored_{decoded.reason}")
                 return True
             for event in decoded:
+                if isinstance(event, Command):
+                    if self.publish is not None:
+                        self.publish(event.topic, event.payload)
+                        self._count(adapter.name, "command_sent")
+                    continue
                 device_id, message = self.resolver.resolve(
                     event, interval=adapter.interval, wall=wall, retained=retained
                 )

@@ -22,7 +22,9 @@ Rules
   P5  After a monitor restart (births are not retained) a node or device heard of first
       through DATA continues the session the engine persisted if it is alive, or starts
       one of unknown bdSeq; an NDEATH for such a node is taken for the current session.
-      Devices behind a node are known from their births and DATA since the restart.
+      Devices behind a node are known from their births and DATA since the restart;
+      with ``request_rebirth`` the monitor asks such a node for its births at once
+      (NCMD ``Node Control/Rebirth``), once per node per run.
   P6  Payloads that do not parse, births without bdSeq and out-of-range seqs are malformed.
       NCMD/DCMD and the STATE topic are ignored.
 """
@@ -35,7 +37,16 @@ from typing import Final
 from google.protobuf.message import DecodeError
 
 from monitor.sources.base import too_large
-from monitor.sources.events import Beat, Decoded, Event, Ignored, Malformed, Offline, Online
+from monitor.sources.events import (
+    Beat,
+    Command,
+    Decoded,
+    Event,
+    Ignored,
+    Malformed,
+    Offline,
+    Online,
+)
 from monitor.sources.resolve import SessionView
 from monitor.sources.sparkplug_b_pb2 import Payload
 from monitor.sources.topics import make_device_id
@@ -45,6 +56,7 @@ _NODE_TYPES: Final = frozenset({"NBIRTH", "NDEATH", "NDATA"})
 _DEVICE_TYPES: Final = frozenset({"DBIRTH", "DDEATH", "DDATA"})
 _COMMANDS: Final = frozenset({"NCMD", "DCMD"})
 _UNKNOWN_BD: Final = "bdx"
+_BOOLEAN: Final = 11  # Sparkplug datatype code
 
 
 @dataclass
@@ -80,9 +92,11 @@ class SparkplugAdapter:
         group: str = "+",
         id_prefix: str = "",
         primary_host_id: str | None = None,
+        request_rebirth: bool = False,
     ) -> None:
         self._name = name
         self.primary_host_id = primary_host_id
+        self.request_rebirth = request_rebirth
         self._interval = interval
         self.group = group
         self.id_prefix = id_prefix
@@ -141,10 +155,15 @@ class SparkplugAdapter:
             return self._nbirth(node_id, msg, raw_seq, ts, wall)
         if kind == "NDEATH":
             return self._ndeath(node_id, msg, wall, view)
-        node = self._node(node_id, wall, view)
+        asks: tuple[Command, ...] = ()
+        node = self._nodes.get(node_id)
+        if node is None:
+            node = self._node(node_id, wall, view)
+            if self.request_rebirth:
+                asks = (rebirth_request(levels[1], levels[3], wall),)
         seq = None if raw_seq is None else self._unwrap(node, raw_seq)
         if kind == "NDATA":
-            return (Beat(node_id, session=node.session, seq=seq, ts=ts),)
+            return (*asks, Beat(node_id, session=node.session, seq=seq, ts=ts))
         device_id = make_device_id(self.id_prefix, levels[1], levels[3], levels[4])
         if device_id is None:
             return Malformed("bad_device_id", f"no device id from {topic!r}")
@@ -152,14 +171,15 @@ class SparkplugAdapter:
             session = f"{node.session}.{_ms(ts, wall)}"
             node.devices[device_id] = session
             return (
+                *asks,
                 Online(device_id, session=session),
                 Beat(device_id, session=session, seq=seq, ts=ts),
             )
         session = node.devices.get(device_id) or self._learn_device(node, device_id, wall, view)
         if kind == "DDEATH":
             node.devices.pop(device_id, None)
-            return (Offline(device_id, session=session),)
-        return (Beat(device_id, session=session, seq=seq, ts=ts),)
+            return (*asks, Offline(device_id, session=session))
+        return (*asks, Beat(device_id, session=session, seq=seq, ts=ts))
 
     # ---------------------------------------------------------------- node sessions
 
@@ -250,6 +270,13 @@ class SparkplugAdapter:
         node.count += step
         node.last_raw = raw
         return node.epoch + node.count
+
+
+def rebirth_request(group: str, edge_node: str, wall: float) -> Command:
+    """NCMD ``Node Control/Rebirth = true``: the node publishes its births again."""
+    msg = Payload(timestamp=_ms(None, wall))
+    msg.metrics.add(name="Node Control/Rebirth", datatype=_BOOLEAN, boolean_value=True)
+    return Command(f"{NAMESPACE}/{group}/NCMD/{edge_node}", msg.SerializeToString())
 
 
 def _ms(ts: float | None, wall: float) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from device_client import Device
+from monitor.sources.sparkplug_b_pb2 import Payload
 from tests.harness.monitor import (
     MonitorProcess,
     StatusWatch,
@@ -550,5 +551,44 @@ def test_restart_warmup_judges_a_sessionless_death_once_and_spares_the_living(
             (None, "online", "first-seen"),
             ("online", "offline", "connection-lost"),
         ]
+    finally:
+        proc.stop()
+
+
+@SQLITE_ONLY
+def test_sparkplug_node_without_a_birth_is_asked_to_rebirth(
+    broker: TestBroker, database_url: str, tmp_path: Path, watch: StatusWatch
+) -> None:
+    """As after a monitor restart: DATA from a node whose births this run never saw."""
+    sources = tmp_path / "sources.toml"
+    sources.write_text(
+        f'[[source]]\nname = "plant"\nkind = "sparkplug"\ninterval = {INTERVAL}\n'
+        "request_rebirth = true\n"
+    )
+    broker.allow(broker.monitor_user, read=["spBv1.0/#"], write=["spBv1.0/+/NCMD/+"])
+    broker.allow(
+        "edge-1",
+        write=["spBv1.0/plant/+/edge-1", "spBv1.0/plant/+/edge-1/+"],
+        read=["spBv1.0/plant/NCMD/edge-1"],
+    )
+    proc = MonitorProcess(
+        broker, database_url, tmp_path / "monitor.log", sources_file=sources, **FAST
+    )
+    try:
+        proc.start(probe=watch)
+        node = _sparkplug_node(broker, 5)
+        node.subscribe("spBv1.0/plant/NCMD/edge-1")
+        node.publish("spBv1.0/plant/DDATA/edge-1/pump", data(17, ts_ms=_ms()))
+        request = Payload.FromString(bytes(node.wait_message("spBv1.0/plant/NCMD/edge-1").payload))
+        assert [(m.name, m.boolean_value) for m in request.metrics] == [
+            ("Node Control/Rebirth", True)
+        ]
+        _sparkplug_birth(node, 5)  # what an edge node does when asked
+        for device in (NODE, PUMP, VALVE):  # the valve is known from its birth alone
+            watch.wait_state(device, "online")
+        mark = time.monotonic()
+        node.drop()
+        for device in (NODE, PUMP, VALVE):
+            watch.wait_state(device, "offline", reason="connection-lost", after=mark)
     finally:
         proc.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from monitor.liveness.states import Reason, State
 from monitor.sources.sparkplug import SparkplugAdapter
+from monitor.sources.sparkplug_b_pb2 import Payload
 from tests.sources_rig import WALL0, Rig
 from tests.sparkplug_payloads import data, dbirth, ddeath, nbirth, ndeath
 
@@ -122,3 +123,28 @@ def test_after_a_restart_data_continues_and_ndeath_still_counts() -> None:
     assert rig.state(NODE) is State.OFFLINE
     assert rig.state(PUMP) is State.OFFLINE  # heard of since the restart
     assert rig.state(VALVE) is not State.OFFLINE  # not heard of: its deadlines decide
+
+
+def test_a_node_heard_of_without_a_birth_is_asked_to_rebirth_once() -> None:
+    sent: list[tuple[str, bytes]] = []
+    rig = Rig([SparkplugAdapter("sp", interval=10, request_rebirth=True)])
+    rig.ingest.publish = lambda topic, payload: sent.append((topic, payload))
+    rig.feed(0, topic("DDATA", "pump"), data(7, ts_ms=ms(0)))
+    rig.feed(1, topic("NDATA"), data(8, ts_ms=ms(1)))
+    assert [t for t, _ in sent] == ["spBv1.0/plant/NCMD/edge-1"]
+    request = Payload.FromString(sent[0][1])
+    assert [(m.name, m.datatype, m.boolean_value) for m in request.metrics] == [
+        ("Node Control/Rebirth", 11, True)
+    ]
+    born(rig, 2, bd=3)  # the node answers with its births
+    rig.feed(3, topic("NDATA"), data(3, ts_ms=ms(3)))
+    assert len(sent) == 1
+    assert rig.counts("sp")["command_sent"] == 1
+
+
+def test_no_rebirth_request_unless_asked() -> None:
+    sent: list[tuple[str, bytes]] = []
+    rig = Rig([SparkplugAdapter("sp", interval=10)])
+    rig.ingest.publish = lambda topic, payload: sent.append((topic, payload))
+    rig.feed(0, topic("NDATA"), data(7, ts_ms=ms(0)))
+    assert sent == []
