@@ -34,6 +34,7 @@ import math
 import threading
 from array import array
 from collections.abc import Iterable, Mapping
+from types import SimpleNamespace
 from typing import Any, Final
 
 from device_client.protocol import Heartbeat
@@ -57,6 +58,7 @@ METRIC_NAMES: Final[Mapping[str, tuple[str, ...]]] = {
 }
 
 NAN: Final = math.nan
+_HUGE: Final = math.inf  # x < inf and -inf < x: finite and not NaN, without a call
 
 # Columns of per-device state; counters end in _s (TAU_SHORT), _l (TAU_LONG), or are the
 # reboot counter (TAU_REBOOT).
@@ -84,11 +86,16 @@ def metric_value(metrics: Mapping[str, Any], names: Iterable[str]) -> float:
     """The first of ``names`` present in ``metrics`` as a finite number, else NaN."""
     for name in names:
         value = metrics.get(name)
-        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        if value is None:
             continue
-        number = float(value)
-        if math.isfinite(number):
-            return number
+        if value.__class__ is float:
+            number = value
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            number = float(value)  # bool is an int: true is not a battery level of 1 %
+        else:
+            continue
+        if -_HUGE < number < _HUGE:
+            return float(number)
     return NAN
 
 
@@ -101,6 +108,17 @@ class SignalTracker:
         self._classes: list[str] = []
         self._sessions: list[str | None] = []
         self._cols: list[array[float]] = [array("d") for _ in COLUMNS]
+        # The same arrays by name, as attributes: the receive path pays no dict lookup.
+        self._c = SimpleNamespace(**dict(zip(COLUMNS, self._cols, strict=True)))
+        self._metric_cols = [
+            (
+                self._cols[_C[f"{key}_f"]],
+                self._cols[_C[f"{key}_w"]],
+                self._cols[_C[f"{key}_l"]] if f"{key}_l" in _C else None,
+                names,
+            )
+            for key, names in METRIC_NAMES.items()
+        ]
         # Held while a slot is added and while a scorer thread copies the columns: an
         # array cannot grow while numpy is reading its buffer.
         self.lock = threading.Lock()
@@ -160,24 +178,23 @@ class SignalTracker:
             slot = self._add(device_id, device_class or DEFAULT_CLASS)
         elif device_class is not None:
             self._classes[slot] = device_class
-        cols = self._cols
-        cols[_C["interval"]][slot] = interval
-        if math.isnan(cols[_C["first_t"]][slot]):
-            cols[_C["first_t"]][slot] = now
-            cols[_C["upd_t"]][slot] = now
-        cols[_C["beats"]][slot] += 1.0
-        cols[_C["up"]][slot] = 1.0
-        last_t = cols[_C["last_t"]][slot]
+        c = self._c
+        c.interval[slot] = interval
+        if math.isnan(c.first_t[slot]):  # first heartbeat
+            c.first_t[slot] = now
+            c.upd_t[slot] = now
+        c.beats[slot] += 1.0
+        c.up[slot] = 1.0
+        last_t = c.last_t[slot]
         session = self._sessions[slot]
-        if session is None or math.isnan(last_t):
+        fresh = math.isnan(last_t)  # no heartbeat since tracking (re)started
+        if session is None or fresh:
             self._sessions[slot] = hb.session
         elif hb.session != session:
             self._sessions[slot] = hb.session
-            last_uptime = cols[_C["last_uptime"]][slot]
-            rebooted = (
-                hb.uptime is not None and not math.isnan(last_uptime) and hb.uptime < last_uptime
-            )
-            if rebooted:
+            last_uptime = c.last_uptime[slot]
+            uptime = hb.uptime
+            if uptime is not None and not math.isnan(last_uptime) and uptime < last_uptime:
                 self._count(slot, now, ("reboot_s", "reboot_l"), 1.0)
             else:
                 self._count(slot, now, ("reconn_s", "reconn_l"), 1.0)
@@ -185,12 +202,13 @@ class SignalTracker:
             self._gap(slot, now, (now - last_t) / interval, now - last_t)
         # Time since the previous heartbeat weighs this one's samples (capped: after a
         # long silence one sample must not replace the whole history).
-        dt = interval if math.isnan(last_t) else min(max(now - last_t, 0.0), 4 * interval)
-        cols[_C["last_t"]][slot] = now
+        dt = interval if fresh else min(max(now - last_t, 0.0), 4 * interval)
+        c.last_t[slot] = now
         if hb.uptime is not None:
-            cols[_C["last_uptime"]][slot] = hb.uptime
-        if latency is not None and math.isfinite(latency):
-            self._ewma2(slot, ("lat_s", "lat_l"), latency, dt, (TAU_SHORT, TAU_LONG))
+            c.last_uptime[slot] = hb.uptime
+        if latency is not None and -_HUGE < latency < _HUGE:
+            weights = (1.0 - math.exp(-dt / TAU_SHORT), 1.0 - math.exp(-dt / TAU_LONG))
+            _ewma2(c.lat_s, c.lat_l, slot, latency, weights)
         metrics = hb.metrics
         if metrics:
             self._metrics(slot, metrics, dt)
@@ -249,61 +267,53 @@ class SignalTracker:
             cols[_C[name]][slot] += amount
 
     def _gap(self, slot: int, now: float, ratio: float, seconds: float) -> None:
-        cols = self._cols
-        r_s = cols[_C["r_s"]]
-        prev = r_s[slot]
+        c = self._c
+        prev = c.r_s[slot]
         if ratio > 1.5:
             # A gap spanning several slots: beats went missing in between.
             self._count(slot, now, ("missed_s", "missed_l"), float(round(ratio) - 1))
         capped = min(ratio, CUSUM_GAP_CAP)
-        a_s = 1.0 - math.exp(-seconds / TAU_SHORT)
-        a_l = 1.0 - math.exp(-seconds / TAU_LONG)
         if math.isnan(prev):
-            r_s[slot] = capped
-            cols[_C["r_l"]][slot] = capped
-            cols[_C["j_s"]][slot] = 0.0
-            cols[_C["j_l"]][slot] = 0.0
+            c.r_s[slot] = capped
+            c.r_l[slot] = capped
+            c.j_s[slot] = 0.0
+            c.j_l[slot] = 0.0
         else:
+            a_s = 1.0 - math.exp(-seconds / TAU_SHORT)
+            a_l = 1.0 - math.exp(-seconds / TAU_LONG)
             dev = abs(capped - prev)
-            r_s[slot] = prev + a_s * (capped - prev)
-            r_l = cols[_C["r_l"]]
+            c.r_s[slot] = prev + a_s * (capped - prev)
+            r_l, j_s, j_l = c.r_l, c.j_s, c.j_l
             r_l[slot] += a_l * (capped - r_l[slot])
-            j_s = cols[_C["j_s"]]
             j_s[slot] += a_s * (dev - j_s[slot])
-            j_l = cols[_C["j_l"]]
             j_l[slot] += a_l * (dev - j_l[slot])
-        cusum = cols[_C["cusum"]]
+        cusum = c.cusum
         cusum[slot] = max(0.0, cusum[slot] + capped - 1.0 - CUSUM_SLACK)
 
-    def _ewma2(
-        self, slot: int, names: tuple[str, str], value: float, dt: float, taus: tuple[float, float]
-    ) -> None:
-        """A fast and a slow time-weighted EWMA of one value; the first sample sets both."""
-        cols = self._cols
-        f = cols[_C[names[0]]]
-        w = cols[_C[names[1]]]
-        tau_f, tau_w = taus
-        prev = f[slot]
-        if math.isnan(prev):
-            f[slot] = value
-            w[slot] = value
-            return
-        f[slot] = prev + (1.0 - math.exp(-dt / tau_f)) * (value - prev)
-        w[slot] += (1.0 - math.exp(-dt / tau_w)) * (value - w[slot])
-
     def _metrics(self, slot: int, metrics: Mapping[str, Any], dt: float) -> None:
-        for key, names in METRIC_NAMES.items():
+        # One set of decay factors for every metric of this heartbeat.
+        a_f = 1.0 - math.exp(-dt / TAU_METRIC_FAST)
+        a_w = 1.0 - math.exp(-dt / TAU_METRIC_SLOW)
+        a_l = 1.0 - math.exp(-dt / TAU_LONG)
+        for fast, slow, long_, names in self._metric_cols:
             value = metric_value(metrics, names)
-            if math.isnan(value):
+            if math.isnan(value):  # not sent
                 continue
-            self._ewma2(
-                slot, (f"{key}_f", f"{key}_w"), value, dt, (TAU_METRIC_FAST, TAU_METRIC_SLOW)
-            )
-            if key in ("rssi", "temp"):
-                col = self._cols[_C[f"{key}_l"]]
-                prev = col[slot]
-                col[slot] = (
-                    value
-                    if math.isnan(prev)
-                    else prev + (1.0 - math.exp(-dt / TAU_LONG)) * (value - prev)
-                )
+            _ewma2(fast, slow, slot, value, (a_f, a_w))
+            if long_ is not None:
+                prev = long_[slot]
+                long_[slot] = value if math.isnan(prev) else prev + a_l * (value - prev)
+
+
+def _ewma2(
+    fast: array[float], slow: array[float], slot: int, value: float, weights: tuple[float, float]
+) -> None:
+    """A fast and a slow time-weighted EWMA of one value; the first sample sets both."""
+    a_f, a_w = weights
+    prev = fast[slot]
+    if math.isnan(prev):
+        fast[slot] = value
+        slow[slot] = value
+        return
+    fast[slot] = prev + a_f * (value - prev)
+    slow[slot] += a_w * (value - slow[slot])
