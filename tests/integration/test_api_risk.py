@@ -75,7 +75,12 @@ async def test_api_exposes_risk_and_reasons_for_a_degrading_device(
         assert neighbour["risk"]["level"] == "low"
         assert neighbour["risk_reasons"] == []
 
-        listed = (await reader.get("/api/devices")).json()["items"]
+        async def listed_both() -> list[dict[str, Any]]:
+            # The list reads the stored rows, written behind within a flush window.
+            items: list[dict[str, Any]] = (await reader.get("/api/devices")).json()["items"]
+            return items if len(items) == 2 else []
+
+        listed = await wait_for(listed_both, what="both devices stored")
         assert {d["id"]: d["risk"]["level"] != "low" for d in listed} == {
             "pump-7": True,
             "pump-8": False,
