@@ -23,7 +23,7 @@ import monitor.mqtt_link as link_module
 from bench.perf_doc import finish
 from device_client.urls import parse_broker_url
 from monitor.mqtt_link import LinkOptions, MqttLink
-from monitor.publish import status_payload
+from monitor.topic_payloads import status_payload
 
 _ROOT = "clawbeat/v1"
 

@@ -49,7 +49,6 @@ from monitor.metrics import ServiceMetrics
 from monitor.mqtt_link import LinkOptions, MqttLink, Outgoing
 from monitor.ops.config_version import CONFIG_VERSION_KEY
 from monitor.ops.sources import stored_adapters
-from monitor.publish import monitor_presence_payload, status_payload, summary_payload
 from monitor.risk.scorer import RiskOptions, RiskScorer
 from monitor.settings import MonitorSettings
 from monitor.sources.config import load_sources
@@ -71,6 +70,7 @@ from monitor.store.migrate import check_schema
 from monitor.store.models import DeviceClass
 from monitor.store.rows import StoredDevice
 from monitor.store.writer import WriteBehind
+from monitor.topic_payloads import monitor_presence_payload, status_payload, summary_payload
 from monitor.transition_log import TransitionLog
 
 log = logging.getLogger("clawbeat.monitor")

@@ -159,7 +159,7 @@ class Device(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class Transition(Base):
+class TransitionRecord(Base):
     """One state change of one device: the only history clawbeat keeps.
 
     Alerts, timelines and uptime reports all read this table. ``uid`` is made by the

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 
 from monitor.store.database import translates_errors
-from monitor.store.models import Device, HeartbeatRollup, Transition
+from monitor.store.models import Device, HeartbeatRollup, TransitionRecord
 
 
 class DeviceSort(StrEnum):
@@ -218,7 +218,7 @@ async def state_history(
     session: AsyncSession, *, device_id: str, since: datetime
 ) -> tuple[str | None, list[tuple[datetime, str]]]:
     """The device's state just before ``since`` and every change from ``since`` on."""
-    t = Transition
+    t = TransitionRecord
     before = await session.scalar(
         select(t.new_state)
         .where(t.device_id == device_id, t.at < since)
@@ -241,11 +241,15 @@ async def count_transitions(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> int:
-    stmt = select(func.count()).select_from(Transition).where(Transition.device_id == device_id)
+    stmt = (
+        select(func.count())
+        .select_from(TransitionRecord)
+        .where(TransitionRecord.device_id == device_id)
+    )
     if since is not None:
-        stmt = stmt.where(Transition.at >= since)
+        stmt = stmt.where(TransitionRecord.at >= since)
     if until is not None:
-        stmt = stmt.where(Transition.at < until)
+        stmt = stmt.where(TransitionRecord.at < until)
     return int(await session.scalar(stmt) or 0)
 
 

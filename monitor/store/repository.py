@@ -34,7 +34,7 @@ from monitor.store.models import (
     Base,
     Device,
     DeviceClass,
-    Transition,
+    TransitionRecord,
 )
 from monitor.store.rows import (
     ClassSpec,
@@ -398,23 +398,23 @@ async def list_transitions(
     until: datetime | None = None,
     limit: int | None = None,
     newest_first: bool = False,
-) -> list[Transition]:
+) -> list[TransitionRecord]:
     """Transitions with ``since <= at < until``, in the order they happened.
 
     Ties on ``at`` are broken by insertion order (``id``), which the writer keeps equal
     to the order the monitor produced them in.
     """
-    stmt = select(Transition)
+    stmt = select(TransitionRecord)
     if device_id is not None:
-        stmt = stmt.where(Transition.device_id == device_id)
+        stmt = stmt.where(TransitionRecord.device_id == device_id)
     if since is not None:
-        stmt = stmt.where(Transition.at >= since)
+        stmt = stmt.where(TransitionRecord.at >= since)
     if until is not None:
-        stmt = stmt.where(Transition.at < until)
+        stmt = stmt.where(TransitionRecord.at < until)
     if newest_first:
-        stmt = stmt.order_by(Transition.at.desc(), Transition.id.desc())
+        stmt = stmt.order_by(TransitionRecord.at.desc(), TransitionRecord.id.desc())
     else:
-        stmt = stmt.order_by(Transition.at, Transition.id)
+        stmt = stmt.order_by(TransitionRecord.at, TransitionRecord.id)
     return list((await session.scalars(stmt.limit(limit))).all())
 
 

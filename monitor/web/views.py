@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from monitor.liveness.clock import skewed
 from monitor.liveness.snapshot import DeviceSnapshot
 from monitor.state_rows import parse_reason, parse_state
-from monitor.store.models import Device, Transition
+from monitor.store.models import Device, TransitionRecord
 from monitor.timefmt import to_datetime
 from monitor.web.schemas import DeviceOut, PointOut, SeriesOut, TransitionOut
 from monitor.web.series import MinuteFigures, Range, bucketize
@@ -78,7 +78,7 @@ def device_out(row: Device | None, live: DeviceSnapshot | None) -> DeviceOut:
     return out
 
 
-def transition_out(row: Transition) -> TransitionOut:
+def transition_out(row: TransitionRecord) -> TransitionOut:
     return TransitionOut(
         at=row.at,
         old_state=row.old_state,
@@ -119,5 +119,5 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
-def newest_first(rows: Sequence[Transition]) -> list[TransitionOut]:
+def newest_first(rows: Sequence[TransitionRecord]) -> list[TransitionOut]:
     return [transition_out(r) for r in rows]

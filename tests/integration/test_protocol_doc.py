@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from device_client import protocol
-from monitor.publish import monitor_presence_payload, status_payload, summary_payload
+from monitor.topic_payloads import monitor_presence_payload, status_payload, summary_payload
 from tests.harness.mosquitto import TestBroker
 from tests.mqtt_helpers import MqttProbe
 

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from monitor.store import migrate, repository
 from monitor.store.database import create_engine_for, make_session_factory
 from monitor.store.errors import StoreUnavailable
-from monitor.store.models import Transition
+from monitor.store.models import TransitionRecord
 from monitor.store.rows import DeviceRow, TransitionRow
 from monitor.store.writer import WriteBehind
 from tests.harness.db_fixtures import open_store
@@ -116,7 +116,9 @@ async def test_writer_converges_after_a_database_outage(
         await engine.dispose()
 
     async with open_store(url) as sessions, sessions() as session:
-        stored = list((await session.scalars(select(Transition).order_by(Transition.id))).all())
+        stored = list(
+            (await session.scalars(select(TransitionRecord).order_by(TransitionRecord.id))).all()
+        )
         devices = {d.id: d for d in await repository.load_devices(session)}
     # Every transition exactly once, in the order it was put.
     assert [t.uid for t in stored] == [t.uid for t in producer.transitions]

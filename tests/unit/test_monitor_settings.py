@@ -8,9 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 from monitor.errors import ConfigError
-from monitor.publish import status_payload, summary_payload
 from monitor.service import MonitorService
 from monitor.settings import MonitorSettings
+from monitor.topic_payloads import status_payload, summary_payload
 
 
 def test_env_prefix_and_secret_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
