@@ -267,6 +267,7 @@ def test_zigbee2mqtt_availability_messages_and_bridge_will(
     bridge.publish("zigbee2mqtt/Hall Lamp/set", '{"state":"OFF"}')  # a command: not the lamp
     bridge.publish("zigbee2mqtt/Hall Lamp", "ON")  # not JSON: malformed
     watch.wait_state("Hall_Lamp", "late", timeout=3 * INTERVAL + 10)
+    watch.wait_state("Hall_Lamp", "stale", timeout=3 * INTERVAL + 10)
     bridge.publish("zigbee2mqtt/Hall Lamp", '{"state":"ON","linkquality":87}')
     watch.wait_state("Hall_Lamp", "online", reason="heartbeat")
     bridge.publish("zigbee2mqtt/Hall Lamp/availability", '{"state":"offline"}', retain=True)
@@ -274,6 +275,17 @@ def test_zigbee2mqtt_availability_messages_and_bridge_will(
     bridge.drop()
     watch.wait_state("zigbee2mqtt.bridge", "offline", reason="connection-lost")
     assert "source zigbee: dropped message" in monitor.log_path.read_text(errors="replace")
+    _wait_steps(
+        database_url,
+        "Hall_Lamp",
+        [
+            (None, "online", "first-seen"),
+            ("online", "late", "missed-heartbeats"),
+            ("late", "stale", "stopped-beating"),
+            ("stale", "online", "heartbeat"),
+            ("online", "offline", "connection-lost"),
+        ],
+    )
 
 
 def _ms() -> int:
@@ -592,3 +604,36 @@ def test_sparkplug_node_without_a_birth_is_asked_to_rebirth(
             watch.wait_state(device, "offline", reason="connection-lost", after=mark)
     finally:
         proc.stop()
+
+
+@SQLITE_ONLY
+def test_sparkplug_every_transition(
+    broker: TestBroker, database_url: str, monitor: MonitorProcess, watch: StatusWatch
+) -> None:
+    broker.allow("edge-1", write=["spBv1.0/plant/+/edge-1", "spBv1.0/plant/+/edge-1/+"])
+    node = _sparkplug_node(broker, 2)
+    node.publish("spBv1.0/plant/NBIRTH/edge-1", nbirth(2, ts_ms=_ms()))
+    node.publish("spBv1.0/plant/DBIRTH/edge-1/pump", dbirth(1, ts_ms=_ms()))
+    watch.wait_state(NODE, "online")
+    watch.wait_state(NODE, "late", timeout=3 * INTERVAL + 10)
+    watch.wait_state(NODE, "stale", timeout=3 * INTERVAL + 10)
+    node.publish("spBv1.0/plant/NDATA/edge-1", data(2, ts_ms=_ms()))
+    node.publish("spBv1.0/plant/DDATA/edge-1/pump", data(3, ts_ms=_ms()))
+    watch.wait_state(NODE, "online", reason="heartbeat")
+    watch.wait_state(PUMP, "online", reason="heartbeat")
+    node.publish("spBv1.0/plant/DDEATH/edge-1/pump", b"\x18\x04")  # seq 4, no metrics
+    watch.wait_state(PUMP, "offline", reason="connection-lost")
+    mark = time.monotonic()
+    node.drop()
+    watch.wait_state(NODE, "offline", reason="connection-lost", after=mark)
+    _wait_steps(
+        database_url,
+        NODE,
+        [
+            (None, "online", "first-seen"),
+            ("online", "late", "missed-heartbeats"),
+            ("late", "stale", "stopped-beating"),
+            ("stale", "online", "heartbeat"),
+            ("online", "offline", "connection-lost"),
+        ],
+    )
