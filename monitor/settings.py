@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from device_client.protocol import DEFAULT_TOPIC_ROOT, validate_topic_root
+from monitor.cluster.partitions import DEFAULT_PARTITIONS, MAX_PARTITIONS
 from monitor.liveness.policy import (
     DEFAULT_GRACE,
     DEFAULT_INTERVAL,
@@ -48,6 +49,12 @@ class MonitorSettings(BaseSettings):
     topic_root: str = DEFAULT_TOPIC_ROOT
 
     database_url: str = Field(DEFAULT_DATABASE_URL, repr=False)
+    partitions: int = Field(
+        DEFAULT_PARTITIONS,
+        ge=1,
+        le=MAX_PARTITIONS,
+        description="cluster partitions of the fleet; fixed per deployment (docs/cluster.md)",
+    )
 
     sources_file: Path | None = Field(
         None, description="TOML file of sources in other conventions (docs/adapters.md)"
