@@ -49,7 +49,7 @@ async function refreshDeviceRisk() {
     return;
   }
   if (!d.risk) {
-    box.replaceChildren(cb.el("p", { class: "muted" }, "Not scored: only devices that are up are scored."));
+    box.replaceChildren(cb.el("p", { class: "muted" }, "Not scored (yet): devices are scored while they are up, once per scoring pass."));
     return;
   }
   const facts = [riskBadge(d.risk.level), " ", cb.el("span", { class: "muted" }, "by " + riskMode(d.risk.mode))];
