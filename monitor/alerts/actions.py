@@ -131,7 +131,9 @@ class AlertActions:
                     "status": repository.OPEN,
                     "flapping": intent.flapping,
                     "title": device_summary(device, flapping=intent.flapping),
-                    "details": _device_details(device, changes=intent.changes),
+                    "details": _device_details(
+                        device, changes=intent.changes, never_seen=intent.never_seen
+                    ),
                     "channels": list(destinations.channels),
                     "escalate_to": list(destinations.escalate_to),
                     "opened_at": now,
@@ -149,6 +151,7 @@ class AlertActions:
                 severity=severity,
                 changes=intent.changes,
                 flap_window=self._flap_window,
+                never_seen=intent.never_seen,
             )
             await repository.update_alert_if(
                 session, alert_id=alert_id, expect={}, values={"message": message.body}
@@ -635,7 +638,9 @@ class AlertActions:
         self._emit(payload)
 
 
-def _device_details(device: DeviceState, *, changes: int) -> dict[str, Any]:
+def _device_details(
+    device: DeviceState, *, changes: int, never_seen: bool = False
+) -> dict[str, Any]:
     details: dict[str, Any] = {
         "class": device.context.device_class,
         "tags": sorted(device.context.tags),
@@ -643,6 +648,8 @@ def _device_details(device: DeviceState, *, changes: int) -> dict[str, Any]:
     }
     if changes:
         details["changes"] = changes
+    if never_seen:
+        details["never_seen"] = True
     return details
 
 

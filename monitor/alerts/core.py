@@ -55,6 +55,15 @@ Maintenance and mutes (``schedule.py``)
       as a drop from that moment (A2, A4: one alert, or one outage when a window over
       many devices ends with many of them dead). Coming back, an announced shutdown or
       engine maintenance forgets it.
+
+Devices never seen alive
+  A10 A device known only from messages the broker retained (its first state unknown,
+      and never online since) is shown but not paged for: its drop opens a *warning*
+      alert marked ``never_seen``, after the usual hold but outside storms, and its
+      reason says why. Warnings go only where a rule asks for them
+      (``--min-severity warning``); they are never repeated or escalated, and the
+      device's further changes while down are not notified. Once it has been online it
+      is an ordinary device.
 """
 
 from __future__ import annotations
@@ -69,7 +78,7 @@ from typing import Final
 
 from monitor.alerts.levels import Level, Severity, classify, was_down, worst
 from monitor.alerts.schedule import Quiet
-from monitor.liveness.states import Transition
+from monitor.liveness.states import State, Transition
 
 _FLIP_PRUNE_EVERY: Final = 60.0
 
@@ -142,6 +151,8 @@ class OpenAlert:
     severity: Severity
     flapping: bool = False
     changes: int = 0
+    never_seen: bool = False
+    """A10: the device was never seen alive by this database."""
 
     @property
     def event(self) -> Event:
@@ -281,6 +292,9 @@ class AlertCore:
         # A9: silenced drops by device, and the devices each window or mute silences,
         # so a tick only looks at the devices of windows that ended.
         self._silenced_down: dict[str, _Silenced] = {}
+        # A10: devices never seen alive, and their drops held (outside storms).
+        self._never_seen: set[str] = set()
+        self._held_unseen: dict[str, _Held] = {}
         self._silenced_by: dict[str, set[str]] = {}
         self._last_silence_check = -math.inf
 
@@ -304,6 +318,10 @@ class AlertCore:
             self._flapping[dev] = _Flapping(device, severity, level, now, 0, f"{dev}:reloaded")
         elif up:
             self._held_up[dev] = _Held(f"{dev}:reloaded", device, severity, now)
+
+    def mark_never_seen(self, device_ids: Iterable[str]) -> None:
+        """At start-up: devices the database has never seen alive (A10)."""
+        self._never_seen.update(device_ids)
 
     def load_outage(
         self,
@@ -355,6 +373,14 @@ class AlertCore:
                 out.append(ResolveAlert(key, state, None, note="maintenance"))
             return out
         down_before = was_down(tr.old, alert_late=opts.alert_late)
+        if tr.new is State.ONLINE:
+            self._never_seen.discard(dev)
+            self._held_unseen.pop(dev, None)  # a blip: nothing was said
+        elif tr.old is None or tr.old is State.UNKNOWN:
+            self._never_seen.add(dev)
+        if dev in self._never_seen:
+            self._unseen_changed(tr, state, level, key=key, down_before=down_before, now=now)
+            return out
         went_down = level is Level.DOWN and not down_before
         came_up = level is Level.UP and down_before
         if not (came_up or level is Level.DOWN or level is Level.QUIET):
@@ -413,6 +439,7 @@ class AlertCore:
         threshold = self.options.threshold(fleet_size)
         self._tick_incidents(now, wall, out)
         self._unsilence(now, wall)
+        self._release_unseen(now, wall, out, flush=False)
         self._release_downs(now, wall, threshold, out, flush=False)
         self._release_ups(now, wall, threshold, out, flush=False)
         self._tick_flapping(now, out)
@@ -425,6 +452,7 @@ class AlertCore:
         out: list[Intent] = []
         threshold = self.options.threshold(fleet_size)
         self._release_downs(now, wall, threshold, out, flush=True)
+        self._release_unseen(now, wall, out, flush=True)
         self._release_ups(now, wall, threshold, out, flush=True)
         return out
 
@@ -449,9 +477,10 @@ class AlertCore:
 
     def undecided_since(self) -> float | None:
         """Earliest ``at_wall`` of a drop held but not decided yet, or None."""
-        if not self._held_down:
+        held = [*self._held_down.values(), *self._held_unseen.values()]
+        if not held:
             return None
-        return min(h.device.at_wall for h in self._held_down.values())
+        return min(h.device.at_wall for h in held)
 
     # ------------------------------------------------------------------ transitions
 
@@ -769,7 +798,50 @@ class AlertCore:
             else:
                 self._held_down[dev] = _Held(entry.key, entry.device, entry.severity, now)
 
+    def _unseen_changed(
+        self,
+        tr: Transition,
+        state: DeviceState,
+        level: Level,
+        *,
+        key: str,
+        down_before: bool,
+        now: float,
+    ) -> None:
+        """A10: a change of a device never seen alive."""
+        dev = state.device_id
+        if level is Level.DOWN:
+            seen = DeviceState(
+                dev,
+                state.state,
+                f"{tr.reason.value}; never seen alive by this database",
+                state.at_wall,
+                state.context,
+            )
+            held = self._held_unseen.get(dev)
+            if held is not None:
+                held.device = seen
+            elif not down_before and dev not in self._open:
+                self._held_unseen[dev] = _Held(key, seen, Severity.WARNING, now)
+        elif level is Level.QUIET:
+            self._held_unseen.pop(dev, None)
+
+    def _release_unseen(self, now: float, wall: float, out: list[Intent], *, flush: bool) -> None:
+        held = self._held_unseen
+        window = self.options.storm_window
+        while held:
+            dev, entry = next(iter(held.items()))
+            if not flush and now - entry.held_at < window:
+                break
+            del held[dev]
+            if self._silenced(dev, entry.device.context, wall) is not None:
+                continue
+            self._open[dev] = _OpenView(entry.severity, entry.device.state)
+            out.append(OpenAlert(entry.key, entry.device, entry.severity, never_seen=True))
+
     def _drop_device(self, dev: str) -> None:
+        self._never_seen.discard(dev)
+        self._held_unseen.pop(dev, None)
         self._forget_silenced(dev)
         self._held_down.pop(dev, None)
         self._held_up.pop(dev, None)

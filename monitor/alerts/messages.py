@@ -73,6 +73,7 @@ def device_message(
     flap_window: float = 0.0,
     down_since: float | None = None,
     resolved: bool = False,
+    never_seen: bool = False,
 ) -> Message:
     """Opened, worse, recovered, flapping, stable: one device's alert.
 
@@ -102,6 +103,12 @@ def device_message(
     else:
         title = f"{PREFIX} {device.device_id} is {device.state}"
         body = f"{where} is {_describe(device)}. Severity {severity}."
+        if never_seen:
+            body += (
+                " This database never saw it alive: only messages the broker retained "
+                "from before know of it, so nobody is paged for it (a rule with "
+                "--min-severity warning routes such alerts)."
+            )
     footer = _resolved(alert_id) if resolved or event is Event.RECOVERED else _ack(alert_id)
     return Message(title, f"{body}\n{footer}", _type(event, severity))
 

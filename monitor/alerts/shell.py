@@ -152,6 +152,13 @@ class Alerting:
             checkpoint = await store_repository.get_meta(session, key=CHECKPOINT_KEY)
         for alert in open_alerts:
             self._restore(alert, now)
+        # A10: a device still only late that was never heard is never-seen too (one
+        # unknown is recognised by its next transition anyway).
+        self.core.mark_never_seen(
+            snap.device_id
+            for snap in engine.snapshots()
+            if snap.state is State.LATE and snap.last_seen_wall is None
+        )
         if checkpoint is not None:
             self._reconcile(float(checkpoint), now, wall)
         self._started = True
@@ -391,8 +398,10 @@ class Alerting:
                 or self.core.has_open_alert(snap.device_id)
             ):
                 continue
+            # Never heard (A10: only retained messages): judged as such again.
+            old = State.UNKNOWN if snap.last_seen_wall is None else State.ONLINE
             tr = Transition(
-                snap.device_id, State.ONLINE, snap.state, snap.reason, snap.since_wall, snap.session
+                snap.device_id, old, snap.state, snap.reason, snap.since_wall, snap.session
             )
             self._queue(
                 self.core.transition(

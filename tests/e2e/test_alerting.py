@@ -256,6 +256,70 @@ def deliveries(proc: MonitorProcess) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
+# --- a new database meets the broker's retained messages of long-dead devices ----------------
+
+
+@SQLITE_ONLY
+def test_devices_never_seen_alive_by_this_database_are_shown_but_page_nobody(
+    broker: TestBroker,
+    database_url: str,
+    tmp_path: Path,
+    watch: AlertWatch,
+    spawned: Spawned,
+    hooks: WebhookSink,
+    monitors: list[MonitorProcess],
+) -> None:
+    ghost, will, alive = "alert-ghost-1", "alert-ghost-2", "alert-ghost-live"
+    for dev in (ghost, will, alive):
+        broker.add_device(dev)
+    # What devices that died long ago left on the broker, before this database existed.
+    spawned.publish(ghost, "heartbeat", json.dumps({"seq": 9, "session": "old-1", "interval": 1}))
+    spawned.publish(will, "heartbeat", json.dumps({"seq": 3, "session": "old-2", "interval": 1}))
+    spawned.publish(
+        will,
+        "presence",
+        json.dumps({"state": "offline", "session": "old-2", "reason": "connection-lost"}),
+    )
+    monitor = make_monitor(broker, database_url, tmp_path)
+    add_channel(database_url, "pager", hooks.url("/pager"))
+    add_channel(database_url, "log", hooks.url("/log"))
+    monitor.cli("rules", "add", "page", "--channel", "pager")
+    monitor.cli("rules", "add", "everything", "--channel", "log", "--min-severity", "warning")
+    start(monitor, watch, monitors)
+
+    # Shown as what they are, after warm-up...
+    watch.wait_state(ghost, "stale", after=0)
+    watch.wait_state(will, "offline", after=0)
+
+    def unseen() -> list[dict[str, Any]] | None:
+        found = [a for a in stored_alerts(monitor) if a["device"] in (ghost, will)]
+        return found if len(found) == 2 else None
+
+    alerts = wait_until(unseen, 20, what="two never-seen alerts")
+    for alert in alerts:
+        assert (alert["status"], alert["severity"]) == ("open", "warning")
+        assert alert["details"]["never_seen"] is True
+    # ... with the reason they are not paged for, to the one rule that asks for them.
+    logged = hooks.wait(on_path("/log"), count=2)
+    assert sorted(h.title for h in logged) == [
+        f"[clawbeat] {ghost} is stale",
+        f"[clawbeat] {will} is offline",
+    ]
+    for post in logged:
+        assert "never seen alive by this database" in post.message
+
+    # A device this database has seen alive pages as always: the test can tell.
+    mark = time.monotonic()
+    device = spawned.device(alive)
+    watch.wait_state(alive, "online", after=mark)
+    device.kill()
+    device.wait(5)
+    (page,) = hooks.wait(on_path("/pager"))
+    assert page.title == f"[clawbeat] {alive} is offline"
+    time.sleep(QUIET_FOR)
+    assert hooks.titles("/pager") == [f"[clawbeat] {alive} is offline"]
+
+
 # --- a failing channel, retried across a monitor restart -------------------------------------
 
 

@@ -530,3 +530,60 @@ def test_options_are_validated() -> None:
         AlertOptions(storm_min_devices=1)
     assert AlertOptions(storm_share=0.1, storm_min_devices=5).threshold(1000) == 100
     assert AlertOptions(storm_share=0.1, storm_min_devices=5).threshold(10) == 5
+
+
+# --- A10: devices never seen alive ---------------------------------------------------------
+
+
+UNK = State.UNKNOWN
+
+
+def test_a_device_known_only_from_retained_messages_gives_a_warning_not_a_page() -> None:
+    d = Driver(fleet=10)
+    # Warm-up ends: devices known only from retained claims are judged dead.
+    for i in range(6):
+        assert d.change(f"ghost-{i}", UNK, STALE, 1.0) == []
+    d.change("ghost-w", UNK, OFF, 1.0, Reason.CONNECTION_LOST)
+    opened = d.tick(11.0)
+    # One warning each (no outage, though as many as a storm), marked and explained.
+    assert kinds(opened) == ["OpenAlert"] * 7
+    for intent in opened:
+        assert isinstance(intent, OpenAlert)
+        assert intent.never_seen
+        assert intent.severity is Severity.WARNING
+        assert intent.device.reason is not None
+        assert intent.device.reason.endswith("; never seen alive by this database")
+    # Worse while down: nothing.
+    assert d.change("ghost-0", STALE, LOST, 20.0) == []
+    assert d.tick(40.0) == []
+    # Seen alive at last: recovered, and an ordinary device from now on.
+    d.change("ghost-0", LOST, ON, 50.0)
+    assert kinds(d.tick(60.0)) == ["ResolveAlert"]
+    d.change("ghost-0", ON, OFF, 70.0)
+    (page,) = d.tick(80.0)
+    assert isinstance(page, OpenAlert)
+    assert not page.never_seen
+    assert page.severity is Severity.CRITICAL
+
+
+def test_never_seen_through_late_and_marked_at_start() -> None:
+    d = Driver()
+    d.change("ghost", UNK, LATE, 1.0)
+    d.change("ghost", LATE, STALE, 5.0)
+    (late,) = d.tick(15.0)
+    assert isinstance(late, OpenAlert)
+    assert late.never_seen
+    restarted = Driver()
+    restarted.core.mark_never_seen(["ghost"])
+    restarted.change("ghost", LATE, STALE, 5.0)
+    (again,) = restarted.tick(15.0)
+    assert isinstance(again, OpenAlert)
+    assert again.never_seen
+
+
+def test_a_never_seen_device_coming_online_within_the_hold_says_nothing() -> None:
+    d = Driver()
+    d.change("ghost", UNK, STALE, 1.0)
+    d.change("ghost", STALE, ON, 5.0)
+    assert d.tick(20.0) == []
+    assert d.core.undecided_since() is None
