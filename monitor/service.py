@@ -336,6 +336,7 @@ class MonitorService:
         assert self.engine is not None
         for device_id in device_ids:
             self.engine.forget(device_id)
+            self.risk.forget(device_id)
             self.alerting.forget_device(device_id)
             self.writer.forget(device_id)
             for table in (self._overrides, self._maintenance, self._pushed, self._first_seen):
@@ -653,6 +654,7 @@ class MonitorService:
         # run() starts the engine blind (suspended); the first connection must resume it
         # too, or no deadline or held will would ever fire.
         self.engine.resume(now)
+        self.risk.seeing(now)
         self.link.publish(
             self.topics.monitor_presence,
             monitor_presence_payload("online", since=time.time(), instance=self.instance),
@@ -664,6 +666,7 @@ class MonitorService:
             return
         # Blind, not dead: the devices may be fine. Freeze every timeout until we see again.
         self.engine.suspend(time.monotonic())
+        self.risk.blind()
         log.warning("blind: broker connection lost, device timeouts suspended")
 
     def _send_command(self, topic: str, payload: bytes) -> None:
@@ -726,6 +729,7 @@ class MonitorService:
         await self.alerting.start(self.engine, self.link)  # open alerts, rules, windows
         # Until the first connection the monitor hears nothing: start blind.
         self.engine.suspend(time.monotonic())
+        self.risk.blind()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):

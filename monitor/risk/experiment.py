@@ -24,7 +24,7 @@ from monitor.risk.features import FeatureFrame
 from monitor.risk.labels import outage_starts, time_to_next_outage
 from monitor.risk.model import RiskModel, train
 from monitor.risk.replay import EPOCH, ReplayResult, device_id, replay
-from monitor.risk.rules import scores, strengths
+from monitor.risk.rules import RULES_THRESHOLD, scores, strengths
 
 Array = npt.NDArray[np.float64]
 
@@ -131,21 +131,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m monitor.risk.experiment")
     parser.add_argument("--devices", type=int, default=400)
     parser.add_argument("--days", type=float, default=3.0)
+    parser.add_argument("--rules-only", action="store_true", help="skip the model")
     args = parser.parse_args(argv)
     out = sys.stdout
     train = simulate(args.devices, TRAIN_MIX, days=args.days, seed=101, span=(4 * HOUR, 20 * HOUR))
     evalf = simulate(args.devices, EVAL_MIX, days=args.days, seed=202, span=(3 * HOUR, 24 * HOUR))
-    started = time.process_time()
-    model = train_model(train)
-    train_cpu = time.process_time() - started
-    rules_thr = max(
-        1.0, day_threshold(rules_score(train), train.healthy, train.keys, 2 * TARGET_RATE)
-    )
-    flagged_rules = rules_score(evalf) >= rules_thr
-    p1, p24 = model.predict(evalf.x)
-    flagged_model = (p1 >= model.threshold_1h) | (p24 >= model.threshold_24h)
-    rules_fig = evaluate(evalf, flagged_rules)
-    model_fig = evaluate(evalf, flagged_model)
+    # The rules are measured at the limit the monitor ships (RULES_THRESHOLD); the
+    # threshold the training fleet alone would have chosen is printed beside it.
+    tuned = day_threshold(rules_score(train), train.healthy, train.keys, 2 * TARGET_RATE)
+    rules_fig = evaluate(evalf, rules_score(evalf) >= RULES_THRESHOLD)
+    model_fig: Figures | None = None
+    train_cpu = 0.0
+    model: RiskModel | None = None
+    if not args.rules_only:
+        started = time.process_time()
+        model = train_model(train)
+        train_cpu = time.process_time() - started
+        p1, p24 = model.predict(evalf.x)
+        model_fig = evaluate(evalf, (p1 >= model.threshold_1h) | (p24 >= model.threshold_24h))
     print(
         f"training fleet: {len(train.plans)} devices, {args.days:g} days, "
         f"{train.result.heartbeats} heartbeats, {len(train.ids)} samples, "
@@ -158,8 +161,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=out,
     )
     print(
-        f"thresholds: rules {rules_thr:.2f}; model 1 h {model.threshold_1h:.3f}, "
-        f"24 h {model.threshold_24h:.3f}",
+        f"thresholds: rules {RULES_THRESHOLD:g} (the training fleet alone would choose "
+        f"{tuned:.2f})"
+        + (
+            ""
+            if model is None
+            else f"; model 1 h {model.threshold_1h:.3f}, 24 h {model.threshold_24h:.3f}"
+        ),
         file=out,
     )
     print(
@@ -169,7 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print("|---|---|---|---|---|---|", file=out)
     print(_row("rules (EWMA/CUSUM)", rules_fig), file=out)
-    print(_row("gradient-boosted model", model_fig), file=out)
+    if model_fig is not None:
+        print(_row("gradient-boosted model", model_fig), file=out)
     return 0
 
 

@@ -96,11 +96,16 @@ def copy_columns(tracker: SignalTracker) -> tuple[dict[str, Array], list[str], l
 def compute(tracker: SignalTracker, now: float) -> FeatureFrame:
     """Features at ``now`` for every tracked device that is up and has beaten."""
     cols, ids, classes = copy_columns(tracker)
-    return compute_from_columns(cols, ids, classes, now)
+    return compute_from_columns(cols, ids, classes, now, seeing_since=tracker.seeing_since)
 
 
 def compute_from_columns(
-    cols: dict[str, Array], ids: list[str], classes: list[str], now: float
+    cols: dict[str, Array],
+    ids: list[str],
+    classes: list[str],
+    now: float,
+    *,
+    seeing_since: float = -np.inf,
 ) -> FeatureFrame:
     keep = (cols["up"] == 1.0) & (cols["beats"] >= 1.0)
     index = np.flatnonzero(keep)
@@ -165,7 +170,8 @@ def compute_from_columns(
         mem_slope_abs = (c["mem_f"] - c["mem_w"]) / _SLOPE_HOURS
         put("mem_slope", mem_slope_abs / c["mem_w"])
         put("mem_hours_left", _hours_left(c["mem_f"], mem_slope_abs))
-        put("silence", (now - c["last_t"]) / c["interval"])
+        # Silence counts from when the monitor could last hear the device.
+        put("silence", (now - np.maximum(c["last_t"], seeing_since)) / c["interval"])
         put("history_h", (now - c["first_t"]) / 3600.0)
     x[np.isinf(x)] = np.nan
     return FeatureFrame(kept_ids, kept_classes, x, now)

@@ -75,6 +75,7 @@ class RiskScorer:
         self._last_sample = -np.inf
         self._labels: deque[Transition] = deque(maxlen=500_000)
         self._training: asyncio.Task[None] | None = None
+        self._blind = False
 
     @property
     def mode(self) -> RiskMode:
@@ -96,6 +97,18 @@ class RiskScorer:
             device_id, hb, now, interval=interval, latency=latency, device_class=device_class
         )
 
+    def blind(self) -> None:
+        """The monitor lost the broker: no scoring (every device would look silent)."""
+        self._blind = True
+
+    def seeing(self, now: float) -> None:
+        """The monitor sees again: score, counting silences from ``now``."""
+        self._blind = False
+        self.tracker.resumed(now)
+
+    def forget(self, device_id: str) -> None:
+        self.tracker.forget(device_id)
+
     def knows(self, device_id: str) -> bool:
         return device_id in self.tracker
 
@@ -111,7 +124,8 @@ class RiskScorer:
         """Score every ``cycle`` seconds until cancelled."""
         while True:
             await asyncio.sleep(self.options.cycle)
-            await self.score_now()
+            if not self._blind:
+                await self.score_now()
 
     async def score_now(self) -> RiskReport:
         now, wall = time.monotonic(), time.time()

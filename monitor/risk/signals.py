@@ -122,6 +122,9 @@ class SignalTracker:
         # Held while a slot is added and while a scorer thread copies the columns: an
         # array cannot grow while numpy is reading its buffer.
         self.lock = threading.Lock()
+        # When the monitor last regained sight of the broker: a gap or a silence that
+        # spans a blind period says nothing about the device.
+        self.seeing_since = -math.inf
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -143,6 +146,10 @@ class SignalTracker:
     def value(self, device_id: str, name: str) -> float:
         """One column's current value for one device (counters undecayed); for tests."""
         return self._cols[_C[name]][self._slots[device_id]]
+
+    def resumed(self, now: float) -> None:
+        """The monitor sees again after a blind period (its broker connection was lost)."""
+        self.seeing_since = now
 
     def set_class(self, device_id: str, device_class: str) -> None:
         slot = self._slots.get(device_id)
@@ -188,8 +195,18 @@ class SignalTracker:
         last_t = c.last_t[slot]
         session = self._sessions[slot]
         fresh = math.isnan(last_t)  # no heartbeat since tracking (re)started
+        across_blind = not fresh and last_t < self.seeing_since
         if session is None or fresh:
             self._sessions[slot] = hb.session
+        elif across_blind:
+            # Blind in between: the gap is not the device's; a new session may be the
+            # broker's restart (every device reconnects), so only a reboot counts.
+            self._sessions[slot] = hb.session
+            last_uptime = c.last_uptime[slot]
+            uptime = hb.uptime
+            if uptime is not None and not math.isnan(last_uptime) and uptime < last_uptime:
+                self._count(slot, now, ("reboot_s", "reboot_l"), 1.0)
+            fresh = True
         elif hb.session != session:
             self._sessions[slot] = hb.session
             last_uptime = c.last_uptime[slot]

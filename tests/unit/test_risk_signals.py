@@ -136,3 +136,29 @@ def test_rules_give_reasons_in_words() -> None:
     healthy = frame.device_ids.index("e")
     assert scores(s)[healthy] < 0.5
     assert reasons(frame, s, healthy) == []
+
+
+def test_a_blind_period_is_no_silence_no_missed_beats_and_no_reconnect() -> None:
+    tr = SignalTracker()
+    _beat(tr, "d", 0.0, 0, "a", uptime=100.0)
+    _beat(tr, "d", INTERVAL, 1, "a", uptime=160.0)
+    tr.resumed(1000.0)  # the monitor was blind from about 100 s to 1000 s
+    frame = compute(tr, 1030.0)
+    assert frame.column("silence")[0] == pytest.approx(0.5)
+    _beat(tr, "d", 1050.0, 0, "b", uptime=1150.0)  # the broker restarted: a new session
+    assert tr.value("d", "missed_s") == 0.0
+    assert tr.value("d", "reconn_s") == 0.0
+    assert tr.value("d", "r_s") == pytest.approx(1.0)  # the blind gap left out
+    _beat(tr, "d", 1050.0 + INTERVAL, 1, "b", uptime=1210.0)
+    assert tr.value("d", "r_s") == pytest.approx(1.0)
+
+
+def test_a_forgotten_device_is_no_longer_scored() -> None:
+    tr = SignalTracker()
+    _beat(tr, "d", 0.0, 0)
+    _beat(tr, "e", 0.0, 0)
+    tr.forget("d")
+    assert compute(tr, 10.0).device_ids == ["e"]
+    _beat(tr, "d", 20.0, 0)  # it came back: a fresh history
+    assert sorted(compute(tr, 30.0).device_ids) == ["d", "e"]
+    assert tr.value("d", "beats") == 1.0
