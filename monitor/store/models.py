@@ -268,3 +268,62 @@ class SourceRow(Base):
     kind: Mapped[str] = mapped_column(String(32))
     options: Mapped[dict[str, Any]] = mapped_column(JSONList)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PartitionLease(Base):
+    """Who owns one partition of the fleet (cluster mode, ``docs/cluster.md``).
+
+    ``epoch`` grows by one at every acquisition and never goes back: it is the fencing
+    token every write for the partition carries. ``owner`` is NULL when released; a
+    lease whose ``expires_at`` has passed (on the database's clock) is free to take.
+    Written only by the compare-and-set statements in ``monitor/cluster/leases.py``.
+    """
+
+    __tablename__ = "partition_leases"
+    __table_args__ = (
+        CheckConstraint("partition >= 0", name="partition_not_negative"),
+        CheckConstraint("epoch >= 0", name="epoch_not_negative"),
+    )
+
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    owner: Mapped[str | None] = mapped_column(String(128))
+    epoch: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    acquired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LeaseEvent(Base):
+    """One acquisition or release of a partition lease, written by the same statement.
+
+    ``previous_owner`` and ``previous_expires_at`` are the lease row as the acquiring
+    statement found it (under its row lock), so the history proves on its own that no
+    lease was taken while another owner's was still running: for every acquisition,
+    ``previous_owner IS NULL OR previous_expires_at <= at``.
+    """
+
+    __tablename__ = "lease_history"
+    __table_args__ = (Index("ix_lease_history_partition_epoch", "partition", "epoch"),)
+
+    id: Mapped[int] = mapped_column(BigIntegerPK, primary_key=True, autoincrement=True)
+    partition: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    owner: Mapped[str] = mapped_column(String(128))
+    event: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    previous_owner: Mapped[str | None] = mapped_column(String(128))
+    previous_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ClusterMember(Base):
+    """A live replica: renewed with its leases, gone once ``expires_at`` has passed.
+
+    Every replica spreads the partitions over the members it reads here
+    (``monitor/cluster/rebalance.py``), so a joining replica is seen by all of them.
+    """
+
+    __tablename__ = "cluster_members"
+
+    owner: Mapped[str] = mapped_column(String(128), primary_key=True)
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -41,6 +41,10 @@ TABLES = {
     "sources",
     # 0006
     "forgotten_devices",
+    # 0007: cluster
+    "partition_leases",
+    "lease_history",
+    "cluster_members",
 }
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
