@@ -159,8 +159,7 @@ class Alerting:
             for snap in engine.snapshots()
             if snap.state is State.LATE and snap.last_seen_wall is None
         )
-        if checkpoint is not None:
-            self._reconcile(float(checkpoint), now, wall)
+        self._reconcile(None if checkpoint is None else float(checkpoint), now, wall)
         self._started = True
         counts = self.core.counts()
         self._log.info(
@@ -385,19 +384,30 @@ class Alerting:
                 now=now,
             )
 
-    def _reconcile(self, checkpoint: float, now: float, wall: float) -> None:
-        """Devices down since the checkpoint without an alert: judge them again."""
+    def _reconcile(self, checkpoint: float | None, now: float, wall: float) -> None:
+        """Devices down without an alert that a previous monitor left undecided.
+
+        Those down since the checkpoint (the previous monitor may not have decided
+        them), and those that went down inside a maintenance window or mute still in
+        effect (the previous monitor would have alerted them when it ended, A9): both
+        are judged again, the second kind is remembered until the silence ends.
+        """
         engine = self._engine
         assert engine is not None
-        found = 0
+        found = silenced = 0
         for snap in engine.snapshots():
             if (
                 snap.state not in _DOWN_STATES
-                or snap.since_wall <= checkpoint
                 or snap.reason is None
                 or self.core.has_open_alert(snap.device_id)
             ):
                 continue
+            if checkpoint is None or snap.since_wall <= checkpoint:
+                if not self._silenced_since(snap.device_id, snap.since_wall, wall):
+                    continue
+                silenced += 1
+            else:
+                found += 1
             # Never heard (A10: only retained messages): judged as such again.
             old = State.UNKNOWN if snap.last_seen_wall is None else State.ONLINE
             tr = Transition(
@@ -412,9 +422,26 @@ class Alerting:
                     wall=wall,
                 )
             )
-            found += 1
         if found:
             self._log.info("alerting: %d devices went down undecided before the restart", found)
+        if silenced:
+            self._log.info(
+                "alerting: %d devices went down inside a maintenance window or mute still "
+                "in effect: alerted when it ends, if still down",
+                silenced,
+            )
+
+    def _silenced_since(self, device_id: str, since: float, wall: float) -> bool:
+        """Silenced both when the device went down and now."""
+        context = self._context(device_id)
+        quiet = self._quiet
+        return all(
+            quiet.silenced_by(
+                device_id, context.device_class, context.tags, datetime.fromtimestamp(at, UTC)
+            )
+            is not None
+            for at in (since, wall)
+        )
 
     # ------------------------------------------------------------------ checkpoint
 

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from monitor.alerts import api
 from monitor.alerts.models import AlertDelivery
 from monitor.alerts.schedule import DAYS
+from monitor.alerts.shell import CHECKPOINT_EVERY
 from monitor.store.database import create_engine_for, make_session_factory
 from tests.harness.alert_sinks import Hook, SmtpSink, WebhookSink, free_port
 from tests.harness.monitor import (
@@ -38,12 +39,13 @@ from tests.mqtt_helpers import MqttProbe
 
 # Fast timings: devices beat every 0.5 s; a drop is held 1.5 s before it is alerted.
 STORM_WINDOW = 1.5
+WILL_HOLD = 0.5
 POLL = 0.2
 FAST: dict[str, object] = {
     "grace": 1,
     "missed_limit": 2,
     "warmup": 1,
-    "will_hold": 0.5,
+    "will_hold": WILL_HOLD,
     "default_interval": 1,
     "flush_interval": 0.2,
     "summary_interval": 1,
@@ -693,6 +695,43 @@ def test_maintenance_silences_the_window_and_alerts_a_device_still_down_when_it_
         f"[clawbeat] {dev} is offline",
         f"[clawbeat] {other} is offline",
     ]
+
+
+@SQLITE_ONLY
+def test_a_device_down_inside_a_window_across_a_monitor_restart_is_alerted_when_it_ends(
+    broker: TestBroker,
+    database_url: str,
+    tmp_path: Path,
+    watch: AlertWatch,
+    spawned: Spawned,
+    hooks: WebhookSink,
+    monitors: list[MonitorProcess],
+) -> None:
+    dev = "alert-maint-restart"
+    broker.add_device(dev)
+    first = make_monitor(broker, database_url, tmp_path)
+    add_channel(database_url, "ops", hooks.url("/ops"))
+    start(first, watch, monitors)
+    mark = time.monotonic()
+    device = spawned.device(dev)
+    watch.wait_state(dev, "online", after=mark)
+    first.cli("maintenance", "add", "--device", dev, "--for", "1h")
+    monitor_logged(first, "maintenance #1 in effect")
+    device.kill()
+    device.wait(5)
+    watch.wait_state(dev, "offline", after=mark)
+    # Past the checkpoint's margin (will_hold + 5 s): only the window tells the next
+    # monitor that this drop is still undecided.
+    time.sleep(WILL_HOLD + 5 + 2 * CHECKPOINT_EVERY)
+    assert first.terminate() == 0
+    second = make_monitor(broker, database_url, tmp_path)
+    start(second, watch, monitors)
+    monitor_logged(second, "1 devices went down inside a maintenance window or mute")
+    time.sleep(QUIET_FOR)
+    assert hooks.posts == []
+    second.cli("maintenance", "end", "1")
+    (post,) = hooks.wait(titled(dev))
+    assert post.title == f"[clawbeat] {dev} is offline"
 
 
 # --- forgetting a device ------------------------------------------------------------------------
