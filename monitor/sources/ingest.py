@@ -41,6 +41,8 @@ class SourceIngest:
         publish: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.adapters = tuple(adapters)
+        # Filters computed once: adapters build them from their options on each call.
+        self._routes = tuple((a, a.filters) for a in self.adapters)
         self.publish = publish
         self.sink = sink
         self.view = view
@@ -53,18 +55,15 @@ class SourceIngest:
     @property
     def filters(self) -> tuple[str, ...]:
         seen: dict[str, None] = {}
-        for adapter in self.adapters:
-            for topic_filter in adapter.filters:
+        for _, filters in self._routes:
+            for topic_filter in filters:
                 seen.setdefault(topic_filter, None)
         return tuple(seen)
 
-    def claims(self, topic: str) -> bool:
-        return any(filter_matches(f, topic) for adapter in self.adapters for f in adapter.filters)
-
     def handle(self, topic: str, payload: bytes, retained: bool, now: float, wall: float) -> bool:
         """Feed one message; False if no source claims its topic."""
-        for adapter in self.adapters:
-            if not any(filter_matches(f, topic) for f in adapter.filters):
+        for adapter, filters in self._routes:
+            if not any(filter_matches(f, topic) for f in filters):
                 continue
             decoded = adapter.decode(topic, payload, wall=wall, view=self.view)
             if decoded is None:
