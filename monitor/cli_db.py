@@ -8,7 +8,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 from monitor.cli_common import add_database_option, db_session, settings_from
-from monitor.store import migrate, repository
+from monitor.ops.history import prune_history
+from monitor.store import migrate
 from monitor.store.database import display_url, sqlite_file
 
 
@@ -98,7 +99,7 @@ def _prune(args: argparse.Namespace) -> int:
 
     async def run() -> tuple[int, int]:
         async with db_session(settings_from(args).database_url) as session:
-            removed = await repository.prune_history(
+            removed = await prune_history(
                 session,
                 transitions_before=before(args.transitions_days),
                 rollups_before=before(args.rollups_days),

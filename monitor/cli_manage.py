@@ -14,15 +14,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Final, cast
 
-from device_client.protocol import validate_device_id, validate_interval
+from device_client.protocol import validate_device_id
 from monitor.cli_common import add_database_option, db_session, settings_from
 from monitor.cli_table import print_table
 from monitor.liveness.policy import DEFAULT_GRACE, DEFAULT_LOST_AFTER, DEFAULT_MISSED_LIMIT
 from monitor.ops import config_version
-from monitor.ops.classes import ClassSettings, change_class
+from monitor.ops.classes import ClassSettings, change_class, remove_class
+from monitor.ops.devices import DeviceSettings, change_device
 from monitor.ops.forget import Forgotten, forget_device
-from monitor.store import repository
-from monitor.store.models import DeviceClass
+from monitor.store import reports
+from monitor.store.reports import DeviceClass
 
 
 def add_manage_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -107,25 +108,20 @@ def add_manage_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentP
 def _change(args: argparse.Namespace, action: str) -> int:
     async def run() -> None:
         async with db_session(settings_from(args).database_url) as session:
-            now = datetime.now(UTC)
+            settings: DeviceSettings
             if action == "interval":
-                seconds = (
-                    None
-                    if args.seconds == "clear"
-                    else validate_interval(float(args.seconds), field="seconds")
-                )
-                await repository.set_interval_override(
-                    session, device_id=validate_device_id(args.device_id), interval=seconds, now=now
-                )
+                seconds = None if args.seconds == "clear" else float(args.seconds)
+                settings = {"interval": seconds}
             elif action == "class":
-                await repository.set_device_class(
-                    session, device_id=args.device_id, class_name=args.class_name, now=now
-                )
-            elif action == "maintenance":
-                await repository.set_maintenance(
-                    session, device_id=args.device_id, in_maintenance=args.mode == "on", now=now
-                )
-            await config_version.bump(session)
+                settings = {"class_name": args.class_name}
+            else:
+                settings = {"maintenance": args.mode == "on"}
+            await change_device(
+                session,
+                device_id=validate_device_id(args.device_id),
+                settings=settings,
+                now=datetime.now(UTC),
+            )
             await session.commit()
 
     if action == "interval" and args.seconds != "clear":
@@ -179,7 +175,7 @@ def _list_classes(args: argparse.Namespace) -> int:
                     str(c.lost_after or "never"),
                     c.description,
                 )
-                for c in await repository.list_classes(session)
+                for c in await reports.list_classes(session)
             ]
 
     print_table(
@@ -230,7 +226,7 @@ def _set_class_spec(args: argparse.Namespace) -> int:
 def _remove_class(args: argparse.Namespace) -> int:
     async def run() -> None:
         async with db_session(settings_from(args).database_url) as session:
-            await repository.delete_class(session, name=args.name)
+            await remove_class(session, name=args.name)
             await config_version.bump(session)
             await session.commit()
 

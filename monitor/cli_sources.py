@@ -14,9 +14,8 @@ from typing import Any
 
 from monitor.cli_common import add_database_option, db_session, settings_from
 from monitor.cli_table import print_table
-from monitor.ops.sources import set_source
+from monitor.ops.sources import list_sources, remove_source, set_source
 from monitor.sources.config import SourceConfigError
-from monitor.store import sources as store
 
 _KINDS = ("sparkplug", "tasmota", "esphome", "zigbee2mqtt", "shelly", "generic")
 
@@ -83,7 +82,7 @@ def _set(args: argparse.Namespace) -> int:
 def _remove(args: argparse.Namespace) -> int:
     async def run() -> bool:
         async with db_session(settings_from(args).database_url) as session:
-            gone = await store.delete_source(session, name=args.name)
+            gone = await remove_source(session, name=args.name)
             await session.commit()
             return gone
 
@@ -96,7 +95,7 @@ def _remove(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     async def run() -> list[tuple[str, str, dict[str, Any]]]:
         async with db_session(settings_from(args).database_url) as session:
-            return [(r.name, r.kind, dict(r.options)) for r in await store.list_sources(session)]
+            return [(r.name, r.kind, dict(r.options)) for r in await list_sources(session)]
 
     rows = asyncio.run(run())
     if args.json:

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from monitor.cli_common import add_database_option, db_session, settings_from
 from monitor.cli_table import ago, render_table
 from monitor.liveness.states import State
-from monitor.store import repository
-from monitor.store.models import Device
+from monitor.store import reports
+from monitor.store.reports import Device
 
 COLUMNS = ("DEVICE", "STATE", "SINCE", "LAST SEEN", "CLASS", "INTERVAL", "REASON")
 # Worst first: what needs attention leads the table.
@@ -73,10 +73,8 @@ def device_table(devices: Sequence[Device], now: datetime) -> str:
 
 async def _fetch(args: argparse.Namespace) -> tuple[list[Device], dict[str, int]]:
     async with db_session(settings_from(args).database_url) as session:
-        devices = await repository.list_devices(
-            session, state=args.state, class_name=args.class_name
-        )
-        counts = await repository.count_devices_by_state(session)
+        devices = await reports.list_devices(session, state=args.state, class_name=args.class_name)
+        counts = await reports.count_devices_by_state(session)
     return devices, counts
 
 

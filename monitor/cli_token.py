@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from monitor.cli_common import add_database_option, db_session, settings_from
 from monitor.cli_table import print_table
 from monitor.store import tokens
-from monitor.store.models import ApiToken
 from monitor.timefmt import iso
 
 
@@ -59,7 +58,7 @@ def _default_name() -> str:
 def _create(args: argparse.Namespace) -> int:
     name = args.name if args.name is not None else _default_name()
 
-    async def run() -> tuple[ApiToken, str]:
+    async def run() -> tuple[tokens.ApiToken, str]:
         async with db_session(settings_from(args).database_url) as session:
             row, token = await tokens.create_token(
                 session, name=name, scope=tokens.Scope(args.scope), now=datetime.now(UTC)
@@ -83,7 +82,7 @@ def _create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _row(token: ApiToken) -> dict[str, object]:
+def _row(token: tokens.ApiToken) -> dict[str, object]:
     def when(value: datetime | None) -> str | None:
         return None if value is None else iso(value.timestamp())
 
@@ -99,7 +98,7 @@ def _row(token: ApiToken) -> dict[str, object]:
 
 
 def _list(args: argparse.Namespace) -> int:
-    async def run() -> list[ApiToken]:
+    async def run() -> list[tokens.ApiToken]:
         async with db_session(settings_from(args).database_url) as session:
             return await tokens.list_tokens(session, include_revoked=args.all)
 

@@ -109,3 +109,22 @@ async def replace_class(session: AsyncSession, *, spec: ClassSpec) -> DeviceClas
         except ClassExists:  # created concurrently: replace it like an update
             pass
     return await repository.update_class(session, spec=spec)
+
+
+async def remove_class(session: AsyncSession, *, name: str) -> None:
+    """Delete an unused class (``clawbeat classes remove``, ``DELETE /api/classes/{name}``).
+
+    Raises :class:`ClassNotFound`, or ``ClassInUse`` for ``default`` and for a class that
+    still has devices.
+    """
+    await repository.delete_class(session, name=name)
+
+
+__all__ = [
+    "ClassSettings",
+    "ClassSpec",
+    "change_class",
+    "check_class",
+    "remove_class",
+    "replace_class",
+]

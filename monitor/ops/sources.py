@@ -37,6 +37,17 @@ async def set_source(
     )
 
 
+async def remove_source(session: AsyncSession, *, name: str) -> bool:
+    """Delete a stored source; ``False`` if there was none of that name."""
+    return await store.delete_source(session, name=name)
+
+
+async def list_sources(session: AsyncSession) -> list[SourceRow]:
+    """The stored sources, as declared (not checked: a row this clawbeat cannot read is
+    still listed, so it can be removed)."""
+    return await store.list_sources(session)
+
+
 async def stored_adapters(
     sessions: async_sessionmaker[AsyncSession], *, besides: list[Adapter]
 ) -> list[Adapter]:

@@ -1,4 +1,7 @@
-"""Read queries for the API and dashboard: device pages, rollup sums, uptime inputs.
+"""Read queries for the faces (API, dashboard, CLI): device pages, rollup sums, uptime
+inputs, and the repository's reads they share with the service, with the record types
+they return. Faces read the store through this module only; writes go through
+:mod:`monitor.ops`.
 
 Like :mod:`monitor.store.repository`: the session comes first, nothing commits, errors
 are translated to :mod:`monitor.store.errors`. Filtering, sorting and paging happen in
@@ -30,7 +33,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 
 from monitor.store.database import translates_errors
-from monitor.store.models import Device, HeartbeatRollup, TransitionRecord
+from monitor.store.models import Device, DeviceClass, HeartbeatRollup, TransitionRecord
+from monitor.store.repository import (
+    count_devices_by_state,
+    get_class,
+    get_device,
+    list_classes,
+    list_devices,
+    list_transitions,
+)
+from monitor.store.rows import add_figures
 
 
 class DeviceSort(StrEnum):
@@ -255,12 +267,23 @@ async def count_transitions(
 
 __all__ = [
     "STATE_SEVERITY",
+    "Device",
+    "DeviceClass",
     "DeviceFilter",
     "DeviceSort",
+    "HeartbeatRollup",
     "RollupSums",
+    "TransitionRecord",
+    "add_figures",
     "count_devices_by_class",
+    "count_devices_by_state",
     "count_transitions",
+    "get_class",
+    "get_device",
+    "list_classes",
+    "list_devices",
     "list_tags",
+    "list_transitions",
     "page_devices",
     "rollup_sums",
     "state_history",

@@ -128,3 +128,20 @@ async def verify_token(session: AsyncSession, *, token: str) -> ApiToken | None:
 @translates_errors("record API token use")
 async def touch_token(session: AsyncSession, *, token_id: int, now: datetime) -> None:
     await session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
+
+
+__all__ = [
+    "NAME_LENGTH",
+    "TOKEN_PREFIX",
+    "ApiToken",
+    "Scope",
+    "TokenNotFound",
+    "create_token",
+    "hash_token",
+    "list_tokens",
+    "new_token",
+    "revoke_token",
+    "revoke_tokens_named",
+    "touch_token",
+    "verify_token",
+]

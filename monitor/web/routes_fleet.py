@@ -20,7 +20,7 @@ from fastapi import APIRouter, Query
 from pydantic import Field
 
 from monitor.liveness.states import Reason, State
-from monitor.store import repository
+from monitor.store import reports
 from monitor.timefmt import to_datetime
 from monitor.web.auth import Reader
 from monitor.web.deps import READ_ERRORS, Service
@@ -113,7 +113,7 @@ async def recent_transitions(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[FleetTransitionOut]:
     async with service.sessions() as session:
-        rows = await repository.list_transitions(session, limit=limit, newest_first=True)
+        rows = await reports.list_transitions(session, limit=limit, newest_first=True)
     return [
         FleetTransitionOut(
             device=r.device_id,

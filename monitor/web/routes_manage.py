@@ -16,11 +16,11 @@ from typing import Any, cast
 from fastapi import APIRouter, HTTPException, Response, status
 
 from monitor.ops import config_version
-from monitor.ops.classes import ClassSettings, change_class, replace_class
+from monitor.ops.classes import ClassSettings, ClassSpec, change_class, remove_class, replace_class
+from monitor.ops.devices import DeviceSettings, change_device
 from monitor.ops.errors import InvalidClassSetting
-from monitor.store import reports, repository
+from monitor.store import reports
 from monitor.store.errors import ClassInUse, ClassNotFound, DeviceNotFound
-from monitor.store.rows import ClassSpec
 from monitor.web.auth import Admin
 from monitor.web.deps import ADMIN_ERRORS, CONFLICT, NOT_FOUND, ClassPath, DevicePath, Service
 from monitor.web.risk_view import with_risk
@@ -47,10 +47,9 @@ _UNPROCESSABLE: dict[int | str, dict[str, Any]] = {
 async def patch_device(
     service: Service, _: Admin, device_id: DevicePath, body: DevicePatch
 ) -> DeviceOut:
-    fields = body.model_fields_set
     now = datetime.now(UTC)
     async with service.sessions() as session:
-        if await repository.get_device(session, device_id=device_id) is None:
+        if await reports.get_device(session, device_id=device_id) is None:
             if service.engine is not None and device_id in service.engine:
                 raise HTTPException(
                     status.HTTP_409_CONFLICT,
@@ -58,31 +57,20 @@ async def patch_device(
                     "yet; retry in a second",
                 )
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no device {device_id!r}")
+        # Present fields only; class, tags and maintenance are never null (DevicePatch).
+        settings = cast(DeviceSettings, body.model_dump(exclude_unset=True))
         try:
-            if "interval" in fields:
-                await repository.set_interval_override(
-                    session, device_id=device_id, interval=body.interval, now=now
-                )
-            if "class_name" in fields and body.class_name is not None:
-                await repository.set_device_class(
-                    session, device_id=device_id, class_name=body.class_name, now=now
-                )
-            if "tags" in fields and body.tags is not None:
-                tags = sorted(set(body.tags))
-                await repository.set_tags(session, device_id=device_id, tags=tags, now=now)
-            if "maintenance" in fields and body.maintenance is not None:
-                await repository.set_maintenance(
-                    session, device_id=device_id, in_maintenance=body.maintenance, now=now
-                )
+            version, previous = await change_device(
+                session, device_id=device_id, settings=settings, now=now
+            )
         except DeviceNotFound as exc:  # forgotten meanwhile
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
         except ClassNotFound as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
-        version, previous = await config_version.bump(session)
         await session.commit()
     await service.apply_config_change(version, previous=previous, device_ids=[device_id])
     async with service.sessions() as session:
-        row = await repository.get_device(session, device_id=device_id)
+        row = await reports.get_device(session, device_id=device_id)
     live = service.engine.snapshot(device_id) if service.engine is not None else None
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no device {device_id!r}")
@@ -156,7 +144,7 @@ async def patch_class(service: Service, _: Admin, name: ClassPath, body: ClassPa
 async def delete_class(service: Service, _: Admin, name: ClassPath) -> Response:
     async with service.sessions() as session:
         try:
-            await repository.delete_class(session, name=name)
+            await remove_class(session, name=name)
         except ClassNotFound as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
         except ClassInUse as exc:

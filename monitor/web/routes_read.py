@@ -11,9 +11,8 @@ from fastapi.responses import StreamingResponse
 
 from monitor.live_events import LiveEvent
 from monitor.liveness.states import State
-from monitor.store import reports, repository
-from monitor.store.models import DeviceClass
-from monitor.store.reports import DeviceFilter, DeviceSort
+from monitor.store import reports
+from monitor.store.reports import DeviceClass, DeviceFilter, DeviceSort
 from monitor.timefmt import to_datetime
 from monitor.web.auth import Reader, StreamReader
 from monitor.web.deps import NOT_FOUND, READ_ERRORS, ClassPath, DevicePath, Service
@@ -139,10 +138,10 @@ async def get_device(service: Service, _: Reader, device_id: DevicePath) -> Devi
     live = service.engine.snapshot(device_id) if service.engine is not None else None
     now = datetime.now(UTC)
     async with service.sessions() as session:
-        row = await repository.get_device(session, device_id=device_id)
+        row = await reports.get_device(session, device_id=device_id)
         if row is None and live is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no device {device_id!r}")
-        timeline = await repository.list_transitions(
+        timeline = await reports.list_transitions(
             session, device_id=device_id, limit=TIMELINE_LENGTH, newest_first=True
         )
         longest = max(days for _, days in UPTIME_WINDOWS)
@@ -196,14 +195,14 @@ async def device_transitions(
 ) -> TransitionPage:
     since, until = _aware(since, "since"), _aware(until, "until")
     async with service.sessions() as session:
-        if await repository.get_device(session, device_id=device_id) is None and (
+        if await reports.get_device(session, device_id=device_id) is None and (
             service.engine is None or device_id not in service.engine
         ):
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no device {device_id!r}")
         total = await reports.count_transitions(
             session, device_id=device_id, since=since, until=until
         )
-        rows = await repository.list_transitions(
+        rows = await reports.list_transitions(
             session,
             device_id=device_id,
             since=since,
@@ -292,7 +291,7 @@ async def device_heartbeats(
 ) -> SeriesOut:
     if service.engine is None or device_id not in service.engine:
         async with service.sessions() as session:
-            if await repository.get_device(session, device_id=device_id) is None:
+            if await reports.get_device(session, device_id=device_id) is None:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no device {device_id!r}")
     return await _series(service, rng, device_id)
 
@@ -300,7 +299,7 @@ async def device_heartbeats(
 @router.get("/classes", response_model=list[ClassOut], summary="Device classes")
 async def list_classes(service: Service, _: Reader) -> list[ClassOut]:
     async with service.sessions() as session:
-        classes = await repository.list_classes(session)
+        classes = await reports.list_classes(session)
         members = await reports.count_devices_by_class(session)
     return [class_out(c, members.get(c.name, 0)) for c in classes]
 
@@ -310,7 +309,7 @@ async def list_classes(service: Service, _: Reader) -> list[ClassOut]:
 )
 async def get_class(service: Service, _: Reader, name: ClassPath) -> ClassOut:
     async with service.sessions() as session:
-        cls = await repository.get_class(session, name=name)
+        cls = await reports.get_class(session, name=name)
         if cls is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no device class {name!r}")
         members = await reports.count_devices_by_class(session)

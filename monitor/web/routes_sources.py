@@ -12,9 +12,9 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import BaseModel, Field
 
-from monitor.ops.sources import set_source
+from monitor.ops import sources as ops_sources
+from monitor.ops.sources import remove_source, set_source
 from monitor.sources.config import SourceConfigError
-from monitor.store import sources as store
 from monitor.web.auth import Admin, Reader
 from monitor.web.deps import ADMIN_ERRORS, READ_ERRORS, ClassPath, Service
 from monitor.web.schemas import ErrorOut
@@ -57,7 +57,7 @@ def _counts(service: Service, name: str) -> dict[str, int]:
 )
 async def list_sources(service: Service, _: Reader) -> list[SourceOut]:
     async with service.sessions() as session:
-        rows = await store.list_sources(session)
+        rows = await ops_sources.list_sources(session)
     active = {a.name for a in service.source_adapters}
     out = [
         SourceOut(
@@ -126,7 +126,7 @@ async def put_source(service: Service, _: Admin, name: ClassPath, body: SourceIn
 )
 async def delete_source(service: Service, _: Admin, name: ClassPath) -> Response:
     async with service.sessions() as session:
-        gone = await store.delete_source(session, name=name)
+        gone = await remove_source(session, name=name)
         await session.commit()
     if not gone:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no stored source {name!r}")

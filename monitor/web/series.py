@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
-from monitor.store.rows import add_figures
+from monitor.store.reports import add_figures
 
 
 class Range(StrEnum):

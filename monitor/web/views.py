@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from monitor.liveness.clock import skewed
 from monitor.liveness.snapshot import DeviceSnapshot
 from monitor.state_rows import parse_reason, parse_state
-from monitor.store.models import Device, TransitionRecord
+from monitor.store.reports import Device, TransitionRecord
 from monitor.timefmt import to_datetime
 from monitor.web.schemas import DeviceOut, PointOut, SeriesOut, TransitionOut
 from monitor.web.series import MinuteFigures, Range, bucketize
