@@ -637,3 +637,27 @@ def test_sparkplug_every_transition(
             ("online", "offline", "connection-lost"),
         ],
     )
+
+
+@SQLITE_ONLY
+def test_generic_rule_duplicates_change_nothing(
+    broker: TestBroker, database_url: str, monitor: MonitorProcess, watch: StatusWatch
+) -> None:
+    for user in ("pump-5", "pump-6"):
+        broker.allow(user, write=[f"home/{user}/alive"])
+    pump = DeviceConnection(broker, "pump-5")
+    pump.publish("home/pump-5/alive", '{"n": 5}')
+    row = wait_until(
+        lambda: (r := read_devices(database_url).get("pump-5")) and r.last_seq == 5 and r,
+        5,
+        what="pump-5 at seq 5 in the database",
+    )
+    pump.publish("home/pump-5/alive", '{"n": 5}')  # redelivered
+    pump.publish("home/pump-5/alive", '{"n": "5"}')  # malformed: dropped
+    # A sentinel after them: its row and any change to pump-5 go out in the same flush.
+    sentinel = DeviceConnection(broker, "pump-6")
+    sentinel.publish("home/pump-6/alive", '{"n": 1}')
+    wait_until(lambda: "pump-6" in read_devices(database_url), 5, what="the sentinel's row")
+    assert read_devices(database_url)["pump-5"] == row
+    pump.publish("home/pump-5/alive", '{"n": 6}')
+    wait_until(lambda: read_devices(database_url)["pump-5"].last_seq == 6, 5, what="seq 6 accepted")
