@@ -1,0 +1,141 @@
+"""The lease keeper: one replica's loop that joins, renews, rebalances and hands off.
+
+Each :meth:`LeaseKeeper.step`, in order, each statement its own short transaction:
+
+1. renew this replica's membership and every lease it holds (one statement);
+   leases the database did not renew are dropped at once;
+2. read the live members and the lease owners, and :func:`plan_for` this replica;
+3. hand off the surplus: ``before_release`` (the service flushes the partitions'
+   pending writes and stops acting for them), then release each;
+4. acquire the partitions the plan says are free.
+
+A step that fails (database down) changes nothing; the leases it could not renew stay
+usable only until their ``valid_until`` (measured from before the last successful
+renewal), after which :meth:`acting` says no and :meth:`step` forgets them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from monitor.cluster import leases as lease_store
+from monitor.cluster.fencing import Fence
+from monitor.cluster.leases import Lease
+from monitor.cluster.rebalance import plan_for
+from monitor.store.errors import StoreError
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class KeeperTiming:
+    """Lease length and how often to renew; ``margin`` is how early to stop acting."""
+
+    ttl: float = 10.0
+    renew_every: float = 2.0
+    margin: float = 2.0
+
+    def __post_init__(self) -> None:
+        # Two renewals must fit before a replica stops acting, or one slow statement
+        # would make every partition change hands.
+        if (
+            self.renew_every <= 0
+            or self.margin < 0
+            or 2 * self.renew_every + self.margin > self.ttl
+        ):
+            raise ValueError("lease timing needs 2 * renew_every + margin <= ttl")
+
+
+async def _no_flush(_partitions: frozenset[int]) -> None:
+    return None
+
+
+class LeaseKeeper:
+    """Holds this replica's share of the partitions; read :attr:`leases` or :meth:`fence`."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        owner: str,
+        partitions: int,
+        timing: KeeperTiming,
+        before_release: Callable[[frozenset[int]], Awaitable[None]] = _no_flush,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sessions = sessions
+        self.owner = owner
+        self.partitions = partitions
+        self.timing = timing
+        self.before_release = before_release
+        self.clock = clock
+        self.leases: dict[int, Lease] = {}
+
+    def acting(self, partition: int) -> bool:
+        """Whether this replica may publish and alert for ``partition`` now."""
+        lease = self.leases.get(partition)
+        return lease is not None and lease.acting(self.clock(), margin=self.timing.margin)
+
+    def fence(self) -> Fence:
+        return Fence.of(owner=self.owner, partitions=self.partitions, leases=self.leases.values())
+
+    async def start(self) -> None:
+        async with self.sessions.begin() as session:
+            await lease_store.ensure_partitions(session, partitions=self.partitions)
+
+    async def step(self) -> None:
+        ttl = self.timing.ttl
+        now = self.clock()
+        self.leases = {p: lease for p, lease in self.leases.items() if lease.valid_until > now}
+        sent_at = self.clock()
+        async with self.sessions.begin() as session:
+            await lease_store.heartbeat_member(session, owner=self.owner, ttl=ttl)
+            renewed = await lease_store.renew(
+                session, leases=list(self.leases.values()), ttl=ttl, sent_at=sent_at
+            )
+        self.leases = renewed
+        async with self.sessions() as session:
+            members = await lease_store.live_members(session)
+            owners = await lease_store.lease_owners(session)
+        plan = plan_for(self.owner, self.partitions, members, owners)
+        if plan.release:
+            await self.hand_off(plan.release)
+        for partition in sorted(plan.acquire):
+            sent_at = self.clock()
+            async with self.sessions.begin() as session:
+                lease = await lease_store.acquire(
+                    session, partition=partition, owner=self.owner, ttl=ttl, sent_at=sent_at
+                )
+            if lease is not None:
+                self.leases[partition] = lease
+
+    async def hand_off(self, partitions: Collection[int]) -> None:
+        """Flush, then release ``partitions``; they stop counting as held first."""
+        chosen = frozenset(p for p in partitions if p in self.leases)
+        given = [self.leases.pop(p) for p in sorted(chosen)]
+        await self.before_release(chosen)
+        async with self.sessions.begin() as session:
+            for lease in given:
+                await lease_store.release(session, lease=lease)
+
+    async def stop(self) -> None:
+        """SIGTERM: hand off everything and leave, so survivors take over at once."""
+        await self.hand_off(list(self.leases))
+        async with self.sessions.begin() as session:
+            await lease_store.leave(session, owner=self.owner)
+
+    async def run(self) -> None:
+        """Step every ``renew_every`` seconds until cancelled; failures wait for the next."""
+        while True:
+            try:
+                await self.step()
+            except StoreError as exc:
+                # Leases lapse by valid_until on their own; the next step tries again.
+                _log.warning("cluster: lease step failed (%s); held %d", exc, len(self.leases))
+            await asyncio.sleep(self.timing.renew_every)
