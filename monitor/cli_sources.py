@@ -10,12 +10,16 @@ import argparse
 import asyncio
 import json
 import tomllib
+from pathlib import Path
 from typing import Any
 
+from broker.acl import MONITOR_USER
 from monitor.cli_common import add_database_option, db_session, settings_from
 from monitor.cli_table import print_table
-from monitor.ops.sources import list_sources, remove_source, set_source
-from monitor.sources.config import SourceConfigError
+from monitor.ops.sources import adapters_in, list_sources, remove_source, set_source
+from monitor.sources.acl import source_acl
+from monitor.sources.base import Adapter
+from monitor.sources.config import SourceConfigError, load_sources
 
 _KINDS = ("sparkplug", "tasmota", "esphome", "zigbee2mqtt", "shelly", "generic")
 
@@ -41,6 +45,18 @@ def add_sources_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     p.add_argument("options", nargs="*", metavar="KEY=VALUE")
     add_database_option(p)
     p.set_defaults(func=_set)
+    p = sub.add_parser(
+        "acl",
+        help="print the broker ACL lines the sources need (append them to the ACL)",
+        description="Print Mosquitto ACL lines for the monitor's user: read the sources' "
+        "topics (file and stored), write Sparkplug rebirth requests, and the primary "
+        "host user's STATE topic. Append them to the file `clawbeat broker acl` writes.",
+    )
+    p.add_argument("--sources-file", type=Path, help="the sources file (env CLAWBEAT_SOURCES_FILE)")
+    p.add_argument("--monitor-user", default=MONITOR_USER, help="the monitor's broker user")
+    p.add_argument("--host-user", help="the Sparkplug primary host's broker user")
+    add_database_option(p)
+    p.set_defaults(func=_acl)
     p = sub.add_parser("remove", help="delete a stored source (applies at the next start)")
     p.add_argument("name")
     add_database_option(p)
@@ -89,6 +105,19 @@ def _remove(args: argparse.Namespace) -> int:
     if not asyncio.run(run()):
         raise SourceConfigError(f"no stored source {args.name!r}")
     print(f"source {args.name!r} removed; restart the monitor to apply")
+    return 0
+
+
+def _acl(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    adapters = load_sources(settings.sources_file) if settings.sources_file else []
+
+    async def stored() -> list[Adapter]:
+        async with db_session(settings.database_url) as session:
+            return await adapters_in(session, besides=adapters)
+
+    adapters += asyncio.run(stored())
+    print(source_acl(adapters, monitor_user=args.monitor_user, host_user=args.host_user), end="")
     return 0
 
 

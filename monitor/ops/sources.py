@@ -53,7 +53,12 @@ async def stored_adapters(
 ) -> list[Adapter]:
     """Adapters of the stored sources; a name also in ``besides`` (the file) is an error."""
     async with sessions() as session:
-        rows = await store.list_sources(session)
+        return await adapters_in(session, besides=besides)
+
+
+async def adapters_in(session: AsyncSession, *, besides: list[Adapter]) -> list[Adapter]:
+    """:func:`stored_adapters` on an open session."""
+    rows = await store.list_sources(session)
     taken = {a.name for a in besides}
     adapters: list[Adapter] = []
     for row in rows:

@@ -40,11 +40,7 @@ from device_client.errors import InvalidBrokerUrl
 from device_client.urls import BrokerUrl, parse_broker_url
 from monitor.settings import MonitorSettings
 from monitor.sources.config import SourceConfigError
-from monitor.sources.sparkplug import NAMESPACE, SparkplugAdapter
-
-
-def state_topic(host_id: str) -> str:
-    return f"{NAMESPACE}/STATE/{host_id}"
+from monitor.sources.sparkplug import SparkplugAdapter, state_topic
 
 
 def state_payload(*, online: bool, timestamp_ms: int) -> bytes:

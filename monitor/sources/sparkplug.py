@@ -272,6 +272,11 @@ class SparkplugAdapter:
         return node.epoch + node.count
 
 
+def state_topic(host_id: str) -> str:
+    """The retained STATE topic of a Sparkplug primary host application."""
+    return f"{NAMESPACE}/STATE/{host_id}"
+
+
 def rebirth_request(group: str, edge_node: str, wall: float) -> Command:
     """NCMD ``Node Control/Rebirth = true``: the node publishes its births again."""
     msg = Payload(timestamp=_ms(None, wall))

@@ -661,3 +661,32 @@ def test_generic_rule_duplicates_change_nothing(
     assert read_devices(database_url)["pump-5"] == row
     pump.publish("home/pump-5/alive", '{"n": 6}')
     wait_until(lambda: read_devices(database_url)["pump-5"].last_seq == 6, 5, what="seq 6 accepted")
+
+
+@SQLITE_ONLY
+def test_sources_acl_lets_the_monitor_read_its_sources(
+    broker: TestBroker, database_url: str, tmp_path: Path, watch: StatusWatch
+) -> None:
+    """`clawbeat sources acl` is all the monitor's user needs on top of the protocol's ACL."""
+    sources = tmp_path / "sources.toml"
+    sources.write_text(SOURCES_TOML)
+    proc = MonitorProcess(
+        broker, database_url, tmp_path / "monitor.log", sources_file=sources, **FAST
+    )
+    proc.cli("sources", "set", "extra", "generic", "topic=farm/+/beat", "id_segment=1")
+    acl = proc.cli("sources", "acl", "--monitor-user", broker.monitor_user).stdout
+    assert "topic read farm/+/beat" in acl  # stored sources too
+    assert "topic read spBv1.0/+/#" in acl
+    with broker.process.acl_path.open("a") as f:
+        f.write("\n" + acl)
+    broker.allow("plug-1", write=["tele/plug-1/#"])  # the devices' side is the operator's
+    broker.allow("cow-3", write=["farm/cow-3/beat"])
+    try:
+        proc.start(probe=watch)
+        plug = DeviceConnection(broker, "plug-1", will=("tele/plug-1/LWT", "Offline", True))
+        plug.publish("tele/plug-1/LWT", "Online", retain=True)
+        watch.wait_state("plug-1", "online")
+        DeviceConnection(broker, "cow-3").publish("farm/cow-3/beat", "moo")
+        watch.wait_state("cow-3", "online")
+    finally:
+        proc.stop()
