@@ -27,7 +27,10 @@ which paho's socket and messages enter aiomqtt (``Client._on_socket_open`` and
 ``Client._on_message``, both unchanged since aiomqtt 2.0) and replaces paho's socket
 object (``paho.Client._sock``, which every paho read and write goes through) with the
 wrapper, and replaces paho's empty per-topic callback table (``_NoTopicCallbacks``).
-aiomqtt's two methods are checked at import, so a release that renamed them fails
+It also overrides ``Client._on_connect`` to keep the CONNACK's session-present flag (the
+link resumes its broker session across reconnections), and reaches paho directly for
+a publish nobody waits on (the link probe) and for a DISCONNECT that ends the session.
+aiomqtt's three methods are checked at import, so a release that renamed them fails
 loudly instead of silently receiving nothing; paho's two attributes are checked where
 they are used, and a paho without them only costs speed.
 ``tests/integration/test_mqtt_link.py`` covers the behaviour.
@@ -35,6 +38,8 @@ they are used, and a paho without them only costs speed.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 import ssl
@@ -46,6 +51,8 @@ from typing import Any, cast
 
 import aiomqtt
 import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from monitor.logging_setup import RateLimitedLog
 
@@ -63,7 +70,8 @@ _REFILLS_PER_TURN = 2
 _AIOMQTT_TESTED = ((2, 5), (2, 6))
 _aiomqtt_version = tuple(int(n) for n in re.findall(r"\d+", version("aiomqtt"))[:2])
 if not _AIOMQTT_TESTED[0] <= _aiomqtt_version < _AIOMQTT_TESTED[1] or not all(
-    callable(getattr(aiomqtt.Client, name, None)) for name in ("_on_message", "_on_socket_open")
+    callable(getattr(aiomqtt.Client, name, None))
+    for name in ("_on_message", "_on_socket_open", "_on_connect")
 ):  # pragma: no cover
     raise ImportError(
         f"aiomqtt {version('aiomqtt')} is installed; clawbeat's receive path needs "
@@ -162,6 +170,8 @@ class DirectClient(aiomqtt.Client):
         self._handler_log = RateLimitedLog(logging.getLogger("clawbeat.mqtt"))
         self.handler_errors = 0
         self._warned_unbuffered = False
+        # The broker's CONNACK said it kept our session (MQTT 5 / clean_start=False).
+        self.session_present = False
         paho_client = self._client
         if getattr(paho_client, "_on_message_filtered", None) is not None:
             paho_client._on_message_filtered = cast("Any", _NoTopicCallbacks())
@@ -170,6 +180,38 @@ class DirectClient(aiomqtt.Client):
         while self._held:
             self._call(handler, self._held.popleft())
         self._handler = handler
+
+    def _on_connect(  # aiomqtt's private hook, same signature
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.ConnectFlags,
+        reason_code: Any,
+        properties: Any = None,
+    ) -> None:
+        self.session_present = bool(getattr(flags, "session_present", False))
+        super()._on_connect(client, userdata, flags, reason_code, properties)
+
+    def publish_nowait(self, topic: str, payload: bytes, *, qos: int) -> bool:
+        """Hand a publish to paho without waiting for its PUBACK (the link probe).
+
+        aiomqtt's ``publish`` would make the caller wait; the probe's answer is its echo.
+        """
+        info = self._client.publish(topic, payload, qos=qos, retain=False)
+        return info.rc == paho.MQTT_ERR_SUCCESS
+
+    async def end_session(self, within: float) -> None:
+        """Disconnect and tell the broker to drop our session (MQTT 5 session expiry 0).
+
+        Only at a clean stop: the next start begins with a clean session anyway, and
+        until then the broker would go on queueing the whole fleet's messages for us.
+        """
+        props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call] # paho is untyped here
+        props.SessionExpiryInterval = 0
+        if self._client.disconnect(properties=props) != paho.MQTT_ERR_SUCCESS:
+            return
+        with contextlib.suppress(TimeoutError, aiomqtt.MqttError):
+            await asyncio.wait_for(asyncio.shield(self._disconnected), within)
 
     def _on_socket_open(  # aiomqtt's private hook, same signature
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -60,6 +61,10 @@ class Ingest:
     sink: IngestSink
     logger: logging.Logger
     config: ConfigSink | None = None
+    # Messages outside the device tree that the shell takes (the link probe's echo):
+    # called with (topic, payload, now), returns True when it took the message. Asked
+    # only once a topic failed to parse, so device messages pay nothing for it.
+    other: Callable[[str, bytes, float], bool] | None = None
 
     def __post_init__(self) -> None:
         self.counts: Counter[str] = Counter()
@@ -73,6 +78,9 @@ class Ingest:
             self._drop("bad_device_id", topic, "hostile device id")
             return
         except InvalidTopic:
+            if self.other is not None and self.other(topic, payload, now):
+                self.counts["received"] -= 1  # not a device message
+                return
             self._drop("bad_topic", topic, "topic outside the protocol")
             return
         try:

@@ -21,6 +21,7 @@ from monitor.liveness.clock import TOLERANCE as CLOCK_TOLERANCE
 from monitor.liveness.outcomes import Outcome
 from monitor.liveness.states import State, Transition
 from monitor.metrics_risk import RiskCollector
+from monitor.sight import Blindness, Sight
 from monitor.store.writer import FlushReport
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ class Observed(Protocol):
     risk: RiskScorer
     events: EventHub
     counts: CounterOf[str]
+    sight: Sight | None
 
 
 class ServiceMetrics:
@@ -179,12 +181,42 @@ class _LiveCollector(Collector):
         for kind in FailureKind:
             failures.add_metric([kind.value], link.failures[kind] if link is not None else 0)
         yield failures
+        yield from _LiveCollector._sight(service)
         down_since = link.down_since if link is not None else None
         yield _gauge(
             "clawbeat_broker_disconnected_seconds",
             "Seconds since the monitor last had a broker connection (0 while connected)",
             0.0 if down_since is None else max(0.0, time.time() - down_since),
         )
+
+    @staticmethod
+    def _sight(service: Observed) -> Iterator[Metric]:
+        sight = service.sight
+        yield _gauge(
+            "clawbeat_blind",
+            "1 while the monitor cannot see its devices (device timeouts suspended)",
+            1.0 if sight is None or sight.blind else 0.0,
+        )
+        periods = CounterMetricFamily(
+            "clawbeat_blind_periods",
+            "Times the monitor went blind, by cause",
+            labels=["reason"],
+        )
+        for reason in Blindness:
+            periods.add_metric([reason.value], sight.blind_periods[reason] if sight else 0)
+        yield periods
+        yield CounterMetricFamily(
+            "clawbeat_monitor_stalls",
+            "Times the monitor's own clocks showed it had not run for longer than the "
+            "link probe timeout (SIGSTOP, VM freeze, GC pause, CPU starvation)",
+            value=sight.stalls if sight else 0,
+        )
+        if sight is not None and sight.last_rtt is not None:
+            yield _gauge(
+                "clawbeat_link_probe_rtt_seconds",
+                "Round trip of the latest link probe through the broker",
+                sight.last_rtt,
+            )
 
     @staticmethod
     def _devices(service: Observed) -> Iterator[Metric]:

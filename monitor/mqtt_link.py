@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from device_client.urls import BrokerUrl
 from monitor.connect_failure import ConnectFailure, FailureKind, describe
@@ -54,6 +56,12 @@ class LinkOptions:
     backoff_cap: float = 15.0
     # Seconds between repeated log lines while connecting keeps failing for one reason.
     report_every: float = 60.0
+    # Seconds the broker keeps our session (subscriptions and the QoS 1 messages queued
+    # for us) after the connection drops; 0 starts every connection clean.
+    session_expiry: int = 0
+    # The link probe's topic (monitor/sight.py): subscribed on every connection, and
+    # published to by send_probe(); its echoes reach on_message like any message.
+    probe_topic: str | None = None
 
 
 class MqttLink:
@@ -67,6 +75,10 @@ class MqttLink:
         logger: logging.Logger | None = None,
     ) -> None:
         self._opts = options
+        # False when the broker refused the probe subscription on the latest connection.
+        self.probe_subscribed = False
+        # Whether the broker kept our session on the latest connection.
+        self.session_present = False
         self._on_message = on_message
         self._on_connected = on_connected
         self._on_disconnected = on_disconnected
@@ -131,6 +143,15 @@ class MqttLink:
         failures = 0
         addr = self._opts.address
         while not self._stopping:
+            # MQTT 5 for the session expiry. The first connection of the process starts
+            # clean: a new process has no evidence in memory to continue, and restarts
+            # recover from the database and the retained topics. Every later one
+            # resumes the session, so what the broker queued while it could not deliver
+            # to us -- a broken link, a monitor frozen past 1.5 x keepalive -- is read,
+            # not thrown away.
+            expiry = self._opts.session_expiry
+            connect_props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call] # paho is untyped here
+            connect_props.SessionExpiryInterval = expiry
             client = DirectClient(
                 addr.host,
                 addr.port,
@@ -138,7 +159,9 @@ class MqttLink:
                 password=addr.password,
                 identifier=self._opts.client_id,
                 keepalive=self._opts.keepalive,
-                clean_session=True,
+                protocol=aiomqtt.ProtocolVersion.V5,
+                clean_start=not (expiry and self.connects),
+                properties=connect_props,
                 will=aiomqtt.Will(
                     self._opts.will_topic, self._opts.will_payload, qos=1, retain=True
                 ),
@@ -153,8 +176,8 @@ class MqttLink:
             try:
                 async with client:
                     self._client = client
-                    for topic in self._opts.subscriptions:
-                        await client.subscribe(topic, qos=1)
+                    self.session_present = client.session_present
+                    await self._subscribe(client)
                     self.connected = True
                     self.connects += 1
                     self._connected_log()
@@ -182,6 +205,38 @@ class MqttLink:
                 self._client = None
                 self._mark_down()
 
+    async def _subscribe(self, client: DirectClient) -> None:
+        probe = self._opts.probe_topic
+        self.probe_subscribed = False
+        for topic in (*self._opts.subscriptions, *((probe,) if probe else ())):
+            codes = await client.subscribe(topic, qos=1)
+            refused = [c for c in codes if getattr(c, "is_failure", False)]
+            if not refused:
+                if topic == probe:
+                    self.probe_subscribed = True
+                continue
+            if topic == probe:
+                self._log.warning(
+                    "the broker refused the link probe subscription %s (%s): a cut link "
+                    "is noticed by keepalive only; let the monitor read and write it",
+                    topic,
+                    refused[0],
+                )
+            else:
+                self._log.error(
+                    "the broker refused the subscription %s (%s): check its ACL for the "
+                    "monitor's user",
+                    topic,
+                    refused[0],
+                )
+
+    def send_probe(self, payload: bytes) -> bool:
+        """Publish a link probe now (QoS 1, not retained); False when not connected."""
+        client, topic = self._client, self._opts.probe_topic
+        if client is None or topic is None or not self.connected:
+            return False
+        return client.publish_nowait(topic, payload, qos=1)
+
     @property
     def where(self) -> str:
         """The broker and login this link uses, for messages (never the password)."""
@@ -196,7 +251,11 @@ class MqttLink:
                 time.time() - (self.down_since or time.time()),
             )
         else:
-            self._log.info("connected to broker %s", self.where)
+            self._log.info(
+                "connected to broker %s (%s)",
+                self.where,
+                "session resumed" if self.session_present else "new session",
+            )
         self.failed_attempts = 0
         self.last_failure = None
         self.down_since = None
@@ -347,3 +406,5 @@ class MqttLink:
                         ),
                         5,
                     )
+            if self._opts.session_expiry:
+                await client.end_session(within=2)

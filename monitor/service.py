@@ -15,6 +15,7 @@ import contextlib
 import gc
 import logging
 import math
+import secrets
 import signal
 import time
 from collections import Counter
@@ -51,6 +52,7 @@ from monitor.ops.config_version import CONFIG_VERSION_KEY
 from monitor.ops.sources import stored_adapters
 from monitor.risk.scorer import RiskOptions, RiskScorer
 from monitor.settings import MonitorSettings
+from monitor.sight import Sight, SightChange, probe_timing
 from monitor.sources.config import load_sources
 from monitor.sources.ingest import SourceIngest, route
 from monitor.sources.primary_host import PrimaryHost, host_options
@@ -161,6 +163,11 @@ class MonitorService:
         # Seconds between last_seen refreshes of a beating device's status (the flush
         # loop follows the fleet's size).
         self._status_period = settings.status_refresh
+        self.sight: Sight | None = None  # built in run(), see monitor/sight.py
+        self._probe_seq = 0
+        self._seen = False  # sight has returned at least once (the first connection)
+        # Per process: a probe of an earlier process (its resumed session) is not ours.
+        self._probe_topic = f"{settings.topic_root}/monitor/probe/{secrets.token_hex(6)}"
 
     # ----------------------------------------------------------------- startup
 
@@ -401,13 +408,33 @@ class MonitorService:
 
     async def _tick_loop(self) -> None:
         assert self.engine is not None
+        assert self.sight is not None
+        sight = self.sight
+        # Probes unanswered this long on a live connection, and never one answered:
+        # the broker drops them (an ACL letting the monitor subscribe but not publish).
+        patience = max(60.0, 6.0 * self.settings.mqtt_keepalive)
         while True:
             await asyncio.sleep(self.settings.tick_interval)
-            transitions = self.engine.tick(time.monotonic(), time.time())
+            now, wall = time.monotonic(), time.time()
+            # Before any deadline is judged: a stall of the monitor itself, or a link
+            # that stopped answering, makes it blind first (monitor/sight.py).
+            self._sight_changed(sight.check(now, wall), now)
+            if sight.never_answered(now, patience):
+                log.error(
+                    "the link probe on %s was never answered in %.0f s: a cut link is "
+                    "noticed by keepalive only; let the monitor's user publish there",
+                    self._probe_topic,
+                    patience,
+                )
+                self._sight_changed(sight.give_up_probing(now), now)
+            if sight.probe_due(now):
+                self._send_probe(now)
+            transitions = self.engine.tick(now, wall)
             if transitions:
                 # Tick transitions are stamped with the wall time their deadline passed.
                 self.metrics.observe_detection(transitions, time.time())
                 self._apply(transitions)
+                sight.ran(time.monotonic(), time.time())
 
     async def _flush_loop(self) -> None:
         """Hand dirty devices to the write-behind once per flush window."""
@@ -518,6 +545,7 @@ class MonitorService:
         now, wall = time.monotonic(), time.time()
         # Statuses to republish: the interval or class they show changed.
         outdated = set(self.engine.set_classes(self._policies(classes)))
+        self._retime_sight()  # the smallest grace may have changed
         by_class = {c.name: c.interval for c in classes}
         for snap in snapshots:
             current = self.engine.snapshot(snap.id)
@@ -637,11 +665,69 @@ class MonitorService:
                 pushed,
             )
 
+    # ------------------------------------------------------------ sight
+
+    def _probe_timing(self) -> tuple[float, float]:
+        """The link probe's (timeout, interval): from the smallest grace, unless set."""
+        assert self.engine is not None
+        if self.settings.link_probe_timeout is not None:
+            timeout = self.settings.link_probe_timeout
+            return timeout, timeout / 2.0
+        min_grace = min(p.grace for p in self.engine.classes.values())
+        return probe_timing(min_grace, self.settings.mqtt_keepalive)
+
+    def _retime_sight(self) -> None:
+        if self.sight is not None:
+            self.sight.timeout, self.sight.every = self._probe_timing()
+
+    def _send_probe(self, now: float) -> None:
+        assert self.link is not None
+        assert self.sight is not None
+        self._probe_seq += 1
+        if self.link.send_probe(str(self._probe_seq).encode()):
+            self.sight.sent(self._probe_seq, now)
+
+    def probe_echo(self, topic: str, payload: bytes, now: float) -> bool:
+        """Ingest's hook for messages outside the device tree: the probe's echo."""
+        if topic != self._probe_topic or self.sight is None:
+            return False
+        try:
+            seq = int(payload)
+        except ValueError:
+            return True
+        self._sight_changed(self.sight.echoed(seq, now), now)
+        return True
+
+    def _sight_changed(self, change: SightChange | None, now: float) -> None:
+        """Blindness began or ended: freeze the engine's timeouts, or re-arm them."""
+        if change is None or self._stop.is_set():
+            return
+        assert self.engine is not None
+        if change.blind:
+            self.engine.suspend(now)
+            self.risk.blind()
+            log.warning("blind: %s; device timeouts suspended", change.detail)
+            return
+        # No deadline before now + interval + grace (R15); warm-up, if on, restarts.
+        self.engine.resume(now)
+        self.risk.seeing(now)
+        if not self._seen:
+            self._seen = True
+            log.info("the fleet is in sight: the broker answered the link probe")
+            return
+        log.info(
+            "seeing again after %.1f s blind (%s): what the broker queued meanwhile has "
+            "been read; device timeouts resume with interval + grace from now",
+            change.blind_for,
+            change.reason.value,
+        )
+
     # ------------------------------------------------------------ connection
 
     async def _on_connected(self) -> None:
         assert self.engine is not None
         assert self.link is not None
+        assert self.sight is not None
         now = time.monotonic()
         if not self._warmed_up:
             # Warm-up starts at the first connection: only then can devices be heard.
@@ -651,23 +737,22 @@ class MonitorService:
             # (its replay of heartbeats and presence is cleared as it comes, too).
             for device_id in self.forgotten.ids():
                 self._clear_retained(self.forgotten.retained_topics(device_id))
-        # run() starts the engine blind (suspended); the first connection must resume it
-        # too, or no deadline or held will would ever fire.
-        self.engine.resume(now)
-        self.risk.seeing(now)
+        # run() starts the engine blind (suspended). Sight -- and the engine's timeouts
+        # -- return with the echo of a probe sent now, once everything the broker
+        # queued before it (a resumed session, the retained replay) has been read.
+        self._sight_changed(self.sight.connected(now, probe=self.link.probe_subscribed), now)
+        if self.sight.probe_due(now):
+            self._send_probe(now)
         self.link.publish(
             self.topics.monitor_presence,
             monitor_presence_payload("online", since=time.time(), instance=self.instance),
         )
 
     def _on_disconnected(self) -> None:
-        assert self.engine is not None
-        if self._stop.is_set():
-            return
+        assert self.sight is not None
         # Blind, not dead: the devices may be fine. Freeze every timeout until we see again.
-        self.engine.suspend(time.monotonic())
-        self.risk.blind()
-        log.warning("blind: broker connection lost, device timeouts suspended")
+        now = time.monotonic()
+        self._sight_changed(self.sight.disconnected(now), now)
 
     def _send_command(self, topic: str, payload: bytes) -> None:
         # A source's reply (a Sparkplug rebirth request): each one matters, none retained.
@@ -684,7 +769,11 @@ class MonitorService:
         and served beside the service's own loops."""
         self.engine = await self._load()
         self.ingest = Ingest(
-            self.topics, self, logging.getLogger("clawbeat.ingest"), config=self.config_message
+            self.topics,
+            self,
+            logging.getLogger("clawbeat.ingest"),
+            config=self.config_message,
+            other=self.probe_echo,
         )
         self.source_adapters += await stored_adapters(self.sessions, besides=self.source_adapters)
         host = host_options(self.source_adapters, self.settings, client_id=self.instance)
@@ -719,6 +808,8 @@ class MonitorService:
                 else None,
                 key_file=str(self.settings.mqtt_key_file) if self.settings.mqtt_key_file else None,
                 report_every=self.settings.mqtt_report_every,
+                session_expiry=self.settings.mqtt_session_expiry,
+                probe_topic=self._probe_topic,
             ),
             on_message=self.ingest.handle
             if self.sources is None
@@ -730,6 +821,8 @@ class MonitorService:
         # Until the first connection the monitor hears nothing: start blind.
         self.engine.suspend(time.monotonic())
         self.risk.blind()
+        timeout, every = self._probe_timing()
+        self.sight = Sight(timeout=timeout, every=every, now=time.monotonic(), wall=time.time())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -43,6 +43,15 @@ class MonitorSettings(BaseSettings):
     mqtt_cert_file: Path | None = None
     mqtt_key_file: Path | None = None
     mqtt_keepalive: int = Field(10, ge=2, le=300)
+    mqtt_session_expiry: int = Field(
+        600,
+        ge=0,
+        le=86_400,
+        description="seconds the broker keeps the monitor's session and queue after a drop",
+    )
+    link_probe_timeout: float | None = Field(
+        None, gt=0, le=300, description="default: a third of the smallest grace, 1 s to keepalive"
+    )
     mqtt_report_every: float = Field(
         60.0, gt=0, le=3600, description="repeat 'cannot connect' at most this often (seconds)"
     )

@@ -99,6 +99,13 @@ def _broker_check(service: Service) -> CheckOut:
     if link is None:
         return CheckOut(ok=False, detail="not connected to the broker (starting)")
     if link.connected:
+        sight = service.sight
+        if sight is not None and sight.blind and sight.reason is not None:
+            return CheckOut(
+                ok=False,
+                detail=f"connected to {link.where}, but blind ({sight.reason.value}): "
+                "device timeouts suspended until the link probe is answered",
+            )
         return CheckOut(ok=True, detail=f"connected to {link.where}")
     since = ""
     if link.down_since is not None:

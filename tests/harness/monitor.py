@@ -15,13 +15,13 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from monitor.store import repository
+from monitor.store import reports, repository
 from monitor.store.database import create_engine_for, make_session_factory
 from tests.harness.mosquitto import TestBroker
 from tests.harness.postgres import run_coroutine
@@ -250,6 +250,18 @@ def read_devices(database_url: str) -> dict[str, StoredDevice]:
             )
             for d in rows
         }
+
+    return _query(database_url, read)
+
+
+def read_heartbeats_counted(database_url: str) -> int:
+    """Heartbeats the monitor accepted, by its per-minute rollups (every device)."""
+
+    async def read(session: AsyncSession) -> int:
+        sums = await reports.rollup_sums(
+            session, since=datetime(2000, 1, 1, tzinfo=UTC), until=datetime(2100, 1, 1, tzinfo=UTC)
+        )
+        return sum(s.count for s in sums)
 
     return _query(database_url, read)
 
