@@ -107,7 +107,11 @@ async def test_only_the_held_partitions_rows_are_written(
             rows=[RollupRow(d, NOW, count=1) for d in held_ids + foreign],
             rejections=rejections,
         )
-    assert (outcome.written, outcome.rejected, outcome.rejected_partitions) == (5, 4, frozenset({3}))
+    assert (outcome.written, outcome.rejected, outcome.rejected_partitions) == (
+        5,
+        4,
+        frozenset({3}),
+    )
     assert (transitions.written, rollups.written) == (5, 5)
     assert rejections.rows == 12
     assert rejections.by_partition == {3: 12}
