@@ -22,6 +22,7 @@ from tests.harness.monitor import (
     MonitorProcess,
     Spawned,
     StatusWatch,
+    StoredTransition,
     read_devices,
     read_transitions,
     wait_until,
@@ -277,8 +278,13 @@ def test_device_dead_at_restart_is_offline_since_its_will_arrived(
         # The will was replayed on connecting; warm-up ended `warmup` after that.
         since = _wall(offline["since"])
         assert restarting <= since < connected + warmup / 2, (restarting, connected, since)
-        last = read_transitions(database_url, victim)[-1]
-        assert last.new_state == "offline"
+
+        # The status goes out as the transition is made; its row is committed just after.
+        def offline_row() -> StoredTransition | None:
+            rows = read_transitions(database_url, victim)
+            return rows[-1] if rows and rows[-1].new_state == "offline" else None
+
+        last = wait_until(offline_row, 10, what="the offline transition row")
         assert abs(last.at.timestamp() - since) < 0.001
     finally:
         monitor.stop()
