@@ -44,8 +44,13 @@ def test_a_second_replica_on_sqlite_is_refused_until_the_first_dies(tmp_path: Pa
     with pytest.raises(SecondReplica):
         claim_single_replica(url)  # also within one process
     lock.release()
-    with claim_single_replica(url) as again:
-        assert again is not None
+    again = claim_single_replica(url)
+    assert again is not None
+    with again:
+        pass
+    final = claim_single_replica(url)  # leaving the block released it
+    assert final is not None
+    final.release()
 
 
 def test_postgres_and_in_memory_sqlite_need_no_lock() -> None:
