@@ -44,7 +44,7 @@ from monitor.alerts.schedule import Mute as QuietMute
 from monitor.alerts.schedule import Quiet, Scope, Window, parse_every
 from monitor.store.database import translates_errors
 from monitor.store.models import Base
-from monitor.store.repository import _insert, _rowcount
+from monitor.store.statements import dialect_insert, rowcount
 
 _alerts: Final[Table] = Base.metadata.tables["alerts"]
 _deliveries: Final[Table] = Base.metadata.tables["alert_deliveries"]
@@ -75,7 +75,7 @@ async def add_channel(
     now: datetime,
 ) -> Channel:
     """Store a channel; ``replace`` overwrites one of the same name (else ChannelExists)."""
-    stmt = _insert(session, _channels).values(
+    stmt = dialect_insert(session, _channels).values(
         name=name, url=url, description=description, created_at=now, updated_at=now
     )
     if replace:
@@ -87,7 +87,7 @@ async def add_channel(
         # DO NOTHING rather than catching a unique violation: on PostgreSQL a failed
         # statement aborts the caller's whole transaction.
         stmt = stmt.on_conflict_do_nothing(index_elements=[_channels.c.name])
-    if _rowcount(await session.execute(stmt)) != 1:
+    if rowcount(await session.execute(stmt)) != 1:
         raise ChannelExists(name)
     channel = await session.get(Channel, name, populate_existing=True)
     assert channel is not None
@@ -111,7 +111,7 @@ async def list_channels(session: AsyncSession) -> list[Channel]:
 @translates_errors("remove channel")
 async def remove_channel(session: AsyncSession, *, name: str) -> None:
     """Delete a channel. Rules naming it keep the name (it routes nowhere until re-added)."""
-    if _rowcount(await session.execute(delete(_channels).where(_channels.c.name == name))) == 0:
+    if rowcount(await session.execute(delete(_channels).where(_channels.c.name == name))) == 0:
         raise ChannelNotFound(name)
 
 
@@ -151,7 +151,7 @@ async def put_rule(session: AsyncSession, *, rule: Rule, now: datetime) -> Alert
         "escalate_to": list(rule.escalate_to),
         "updated_at": now,
     }
-    stmt = _insert(session, _rules).values(name=rule.name, created_at=now, **values)
+    stmt = dialect_insert(session, _rules).values(name=rule.name, created_at=now, **values)
     stmt = stmt.on_conflict_do_update(index_elements=[_rules.c.name], set_=values)
     await session.execute(stmt)
     saved = await session.get(AlertRule, rule.name, populate_existing=True)
@@ -172,7 +172,7 @@ async def load_rules(session: AsyncSession) -> list[Rule]:
 
 @translates_errors("remove alert rule")
 async def remove_rule(session: AsyncSession, *, name: str) -> None:
-    if _rowcount(await session.execute(delete(_rules).where(_rules.c.name == name))) == 0:
+    if rowcount(await session.execute(delete(_rules).where(_rules.c.name == name))) == 0:
         raise RuleNotFound(name)
 
 
@@ -276,7 +276,7 @@ async def end_mute(session: AsyncSession, *, mute_id: int, now: datetime) -> Non
     result = await session.execute(
         update(_mutes).where(_mutes.c.id == mute_id, _mutes.c.until > now).values(until=now)
     )
-    if _rowcount(result) == 0 and await session.get(Mute, mute_id) is None:
+    if rowcount(result) == 0 and await session.get(Mute, mute_id) is None:
         raise WindowNotFound(mute_id, "mute")
 
 
@@ -329,7 +329,7 @@ async def acknowledge(session: AsyncSession, *, alert_id: int, by: str, now: dat
         .values(acknowledged_at=now, acknowledged_by=by[:128], updated_at=now)
     )
     alert = await get_alert(session, alert_id=alert_id)
-    if _rowcount(result) != 1:
+    if rowcount(result) != 1:
         raise AlreadyAcknowledged(alert_id, alert.acknowledged_by)
     return alert
 
@@ -378,7 +378,7 @@ async def retry_delivery(session: AsyncSession, *, delivery_id: int, now: dateti
         .where(_deliveries.c.id == delivery_id, _deliveries.c.state == FAILED)
         .values(state=PENDING, attempts=0, next_attempt_at=now)
     )
-    return _rowcount(result) == 1
+    return rowcount(result) == 1
 
 
 # --- alerts: the monitor's side ----------------------------------------------------------
@@ -392,7 +392,10 @@ async def insert_alert(session: AsyncSession, *, values: Mapping[str, Any]) -> i
     incident (same ``open_key``, e.g. from a second replica) both do nothing.
     """
     stmt = (
-        _insert(session, _alerts).values(**values).on_conflict_do_nothing().returning(_alerts.c.id)
+        dialect_insert(session, _alerts)
+        .values(**values)
+        .on_conflict_do_nothing()
+        .returning(_alerts.c.id)
     )
     found = (await session.execute(stmt)).scalar_one_or_none()
     return None if found is None else int(found)
@@ -421,7 +424,7 @@ async def update_alert_if(
         col = _alerts.c[column]
         conditions.append(col.is_(None) if value is None else col == value)
     result = await session.execute(update(_alerts).where(and_(*conditions)).values(**values))
-    return _rowcount(result) == 1
+    return rowcount(result) == 1
 
 
 @translates_errors("resolve a forgotten device's alert")
@@ -442,7 +445,7 @@ async def resolve_forgotten(session: AsyncSession, *, device_id: str, now: datet
             reason="forgotten",
         )
     )
-    return _rowcount(result)
+    return rowcount(result)
 
 
 @translates_errors("load open alerts")
@@ -522,7 +525,7 @@ async def insert_deliveries(
     ]
     if not params:
         return 0
-    stmt = _insert(session, _deliveries).on_conflict_do_nothing(
+    stmt = dialect_insert(session, _deliveries).on_conflict_do_nothing(
         index_elements=[_deliveries.c.dedup_key]
     )
     await session.execute(stmt, params)
@@ -615,7 +618,7 @@ async def claim_due(
                 attempts=d.attempts + 1,
             )
         )
-        if _rowcount(result) == 1:
+        if rowcount(result) == 1:
             claimed.append(delivery_id)
     if not claimed:
         return []
@@ -663,7 +666,7 @@ async def mark_sent(session: AsyncSession, *, delivery_id: int, token: str, now:
         )
         .values(state=SENT, sent_at=now, claimed_by=None, claimed_until=None, last_error=None)
     )
-    return _rowcount(result) == 1
+    return rowcount(result) == 1
 
 
 @translates_errors("mark delivery failed")
@@ -695,7 +698,7 @@ async def mark_failed(
         )
         .values(**values)
     )
-    return _rowcount(result) == 1
+    return rowcount(result) == 1
 
 
 @translates_errors("release delivery claims")

@@ -30,9 +30,8 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, Protocol
 
-from sqlalchemy import Text, cast, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from device_client.protocol import Topics
@@ -56,12 +55,10 @@ from monitor.alerts.routing import Route, Rule, route
 from monitor.alerts.schedule import Quiet
 from monitor.liveness.engine import LivenessEngine
 from monitor.liveness.states import State, Transition
-from monitor.mqtt_link import MqttLink
 from monitor.ops.config_version import CONFIG_VERSION_KEY
 from monitor.settings import MonitorSettings
 from monitor.store import repository as store_repository
 from monitor.store.errors import StoreError, StoreUnavailable
-from monitor.store.models import Base
 from monitor.timefmt import from_datetime
 
 CHECKPOINT_KEY: Final = "alerts_decided_until"
@@ -71,8 +68,6 @@ TAGS_EVERY: Final = 60.0
 MAX_QUEUED_INTENTS: Final = 100_000
 MAX_QUEUED_EVENTS: Final = 10_000
 _DOWN_STATES: Final = frozenset({State.STALE, State.OFFLINE, State.LOST, State.LATE})
-
-_devices = Base.metadata.tables["devices"]
 
 
 def options_from(settings: MonitorSettings) -> AlertOptions:
@@ -85,6 +80,18 @@ def options_from(settings: MonitorSettings) -> AlertOptions:
         flap_changes=settings.flap_changes,
         flap_window=settings.flap_window,
     )
+
+
+class EventLink(Protocol):
+    """Where alert events go out (the monitor's MQTT link): published only while
+    connected, never coalesced (each event is news)."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    def publish(
+        self, topic: str, payload: bytes, *, retain: bool = ..., coalesce: bool = ...
+    ) -> None: ...
 
 
 class Alerting:
@@ -125,7 +132,7 @@ class Alerting:
             logger=self._log,
         )
         self._engine: LivenessEngine | None = None
-        self._link: MqttLink | None = None
+        self._link: EventLink | None = None
         self._intents: deque[tuple[float, Intent]] = deque()
         self._events: deque[bytes] = deque()
         self._writer_wake = asyncio.Event()
@@ -142,7 +149,7 @@ class Alerting:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self, engine: LivenessEngine, link: MqttLink | None) -> None:
+    async def start(self, engine: LivenessEngine, link: EventLink | None) -> None:
         """Load configuration and open alerts; call once the engine holds its devices."""
         self._engine, self._link = engine, link
         await self._reload_config(force_tags=True)
@@ -308,13 +315,7 @@ class Alerting:
                 or version != self._config_version
                 or mono - self._tags_loaded_at >= TAGS_EVERY
             ):
-                # Only devices with tags: a fleet without tags costs nothing here.
-                rows = await session.execute(
-                    select(_devices.c.id, _devices.c.tags).where(
-                        cast(_devices.c.tags, Text) != "[]"
-                    )
-                )
-                self._tags = {row.id: frozenset(row.tags or ()) for row in rows}
+                self._tags = await store_repository.device_tags(session)
                 self._config_version = version
                 self._tags_loaded_at = mono
         self.core.set_quiet(self._quiet)

@@ -6,7 +6,7 @@ returned (no relationship is ever lazy-loaded) or plain values from
 :mod:`monitor.store.rows`.
 
 Batch writes use ``INSERT ... ON CONFLICT``, which PostgreSQL and SQLite spell the same
-way but SQLAlchemy builds per dialect; :func:`_insert` picks the right one.
+way but SQLAlchemy builds per dialect; ``statements.dialect_insert`` picks the right one.
 """
 
 from __future__ import annotations
@@ -16,8 +16,20 @@ from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Row, Select, Table, case, delete, func, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    Table,
+    Text,
+    case,
+    cast,
+    delete,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from monitor.store.database import dump_json, translated, translates_errors
@@ -27,7 +39,6 @@ from monitor.store.errors import (
     ClassNotFound,
     DataRejected,
     DeviceNotFound,
-    StoreError,
 )
 from monitor.store.models import (
     DEFAULT_CLASS,
@@ -44,6 +55,7 @@ from monitor.store.rows import (
     TransitionRow,
     superseding,
 )
+from monitor.store.statements import dialect_insert, rowcount
 
 _devices: Final[Table] = Base.metadata.tables["devices"]
 _transitions: Final[Table] = Base.metadata.tables["transitions"]
@@ -57,15 +69,6 @@ _forgotten: Final[Table] = Base.metadata.tables["forgotten_devices"]
 CHUNK_ROWS: Final = 2_000
 _LOAD_PARTITION: Final = 10_000
 _ROLLUP_FIELDS: Final = tuple(f.name for f in fields(RollupRow))
-
-
-def _insert(session: AsyncSession, table: Table) -> postgresql.Insert | sqlite.Insert:
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    if dialect == "sqlite":
-        return sqlite.insert(table)
-    raise StoreError(f"unsupported database dialect {dialect!r}")
 
 
 def _chunks(rows: Sequence[dict[str, Any]]) -> Iterable[Sequence[dict[str, Any]]]:
@@ -122,7 +125,7 @@ async def upsert_devices(session: AsyncSession, *, rows: Iterable[DeviceRow], no
         for chunk in _chunks(params):
             await session.execute(_PG_UPSERT_DEVICES, _as_arrays(chunk))
         return len(params)
-    stmt = _insert(session, _devices)
+    stmt = dialect_insert(session, _devices)
     excluded = stmt.excluded
     stmt = stmt.on_conflict_do_update(
         index_elements=[_devices.c.id],
@@ -232,7 +235,7 @@ async def insert_transitions(session: AsyncSession, *, rows: Iterable[Transition
     ]
     if not params:
         return 0
-    stmt = _insert(session, _transitions).on_conflict_do_nothing(
+    stmt = dialect_insert(session, _transitions).on_conflict_do_nothing(
         index_elements=[_transitions.c.uid]
     )
     for chunk in _chunks(params):
@@ -254,7 +257,7 @@ async def add_rollups(session: AsyncSession, *, rows: Iterable[RollupRow]) -> in
     params = [{name: getattr(row, name) for name in _ROLLUP_FIELDS} for row in merged.values()]
     if not params:
         return 0
-    stmt = _insert(session, _rollups)
+    stmt = dialect_insert(session, _rollups)
     excluded = stmt.excluded
     column = _rollups.c
     added = ("count", "missed", "latency_count", "latency_sum_ms", "jitter_count", "jitter_sum_ms")
@@ -265,11 +268,6 @@ async def add_rollups(session: AsyncSession, *, rows: Iterable[RollupRow]) -> in
     for chunk in _chunks(params):
         await session.execute(stmt, chunk)
     return len(params)
-
-
-def _rowcount(result: object) -> int:
-    count = getattr(result, "rowcount", -1)
-    return count if isinstance(count, int) else -1
 
 
 # --- reads ----------------------------------------------------------------------------
@@ -349,6 +347,15 @@ def _stored_device(row: Row[Any]) -> StoredDevice:
     )
 
 
+@translates_errors("load device tags")
+async def device_tags(session: AsyncSession) -> dict[str, frozenset[str]]:
+    """The tags of every device that has any (a fleet without tags costs nothing)."""
+    rows = await session.execute(
+        select(_devices.c.id, _devices.c.tags).where(cast(_devices.c.tags, Text) != "[]")
+    )
+    return {row.id: frozenset(row.tags or ()) for row in rows}
+
+
 @translates_errors("get device")
 async def get_device(session: AsyncSession, *, device_id: str) -> Device | None:
     # populate_existing: the operator writes below are Core UPDATEs, which do not
@@ -425,7 +432,7 @@ async def _update_device(session: AsyncSession, device_id: str, values: Mapping[
     result = await session.execute(
         update(_devices).where(_devices.c.id == device_id).values(**values)
     )
-    if _rowcount(result) == 0:
+    if rowcount(result) == 0:
         raise DeviceNotFound(device_id)
 
 
@@ -466,7 +473,7 @@ async def set_tags(
 async def delete_device(session: AsyncSession, *, device_id: str) -> None:
     """Forget a device and its history (transitions and rollups)."""
     result = await session.execute(delete(_devices).where(_devices.c.id == device_id))
-    if _rowcount(result) == 0:
+    if rowcount(result) == 0:
         raise DeviceNotFound(device_id)
     await session.execute(delete(_transitions).where(_transitions.c.device_id == device_id))
     await session.execute(delete(_rollups).where(_rollups.c.device_id == device_id))
@@ -475,7 +482,7 @@ async def delete_device(session: AsyncSession, *, device_id: str) -> None:
 @translates_errors("record forgotten device")
 async def add_forgotten(session: AsyncSession, *, device_id: str, now: datetime) -> None:
     """Remember that ops forgot ``device_id`` (see ``models.ForgottenDevice``)."""
-    stmt = _insert(session, _forgotten).values(id=device_id, forgotten_at=now)
+    stmt = dialect_insert(session, _forgotten).values(id=device_id, forgotten_at=now)
     await session.execute(
         stmt.on_conflict_do_update(index_elements=[_forgotten.c.id], set_={"forgotten_at": now})
     )
@@ -506,10 +513,10 @@ async def prune_history(
         result = await session.execute(
             delete(_transitions).where(_transitions.c.at < transitions_before)
         )
-        removed_transitions = max(_rowcount(result), 0)
+        removed_transitions = max(rowcount(result), 0)
     if rollups_before is not None:
         result = await session.execute(delete(_rollups).where(_rollups.c.minute < rollups_before))
-        removed_rollups = max(_rowcount(result), 0)
+        removed_rollups = max(rowcount(result), 0)
     return removed_transitions, removed_rollups
 
 
@@ -531,11 +538,11 @@ async def create_class(session: AsyncSession, *, spec: ClassSpec) -> DeviceClass
     # ON CONFLICT DO NOTHING rather than catching a unique violation: on PostgreSQL a
     # failed statement aborts the caller's whole transaction.
     stmt = (
-        _insert(session, _classes)
+        dialect_insert(session, _classes)
         .values(name=spec.name, **_class_values(spec))
         .on_conflict_do_nothing(index_elements=[_classes.c.name])
     )
-    if _rowcount(await session.execute(stmt)) != 1:
+    if rowcount(await session.execute(stmt)) != 1:
         raise ClassExists(spec.name)
     created = await session.get(DeviceClass, spec.name, populate_existing=True)
     assert created is not None
@@ -558,7 +565,7 @@ async def update_class(session: AsyncSession, *, spec: ClassSpec) -> DeviceClass
     result = await session.execute(
         update(_classes).where(_classes.c.name == spec.name).values(**_class_values(spec))
     )
-    if _rowcount(result) == 0:
+    if rowcount(result) == 0:
         raise ClassNotFound(spec.name)
     updated = await session.get(DeviceClass, spec.name, populate_existing=True)
     assert updated is not None
@@ -576,7 +583,7 @@ async def delete_class(session: AsyncSession, *, name: str) -> None:
     if members:
         raise ClassInUse(name, devices=int(members))
     result = await session.execute(delete(_classes).where(_classes.c.name == name))
-    if _rowcount(result) == 0:
+    if rowcount(result) == 0:
         raise ClassNotFound(name)
 
 
@@ -590,7 +597,7 @@ async def get_meta(session: AsyncSession, *, key: str) -> str | None:
 
 @translates_errors("write monitor metadata")
 async def set_meta(session: AsyncSession, *, key: str, value: str, now: datetime) -> None:
-    stmt = _insert(session, _meta).values(key=key, value=value, updated_at=now)
+    stmt = dialect_insert(session, _meta).values(key=key, value=value, updated_at=now)
     stmt = stmt.on_conflict_do_update(
         index_elements=[_meta.c.key],
         set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
