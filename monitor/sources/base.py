@@ -6,6 +6,7 @@ from typing import Any, Final, Protocol
 
 import orjson
 
+from device_client.protocol import MAX_METRICS_DEPTH, MAX_PAYLOAD_BYTES
 from monitor.sources.events import Decoded, Malformed
 from monitor.sources.resolve import SessionView
 
@@ -79,3 +80,18 @@ def split_under(topic: str, root: str) -> list[str] | None:
     if not topic.startswith(root + "/"):
         return None
     return topic[len(root) + 1 :].split("/")
+
+
+def as_metrics(obj: dict[str, Any], payload: bytes) -> dict[str, Any] | None:
+    """``obj`` as a device's latest metrics, if it is as small and shallow as protocol v1
+    allows (so it can be stored and shown); else None: still a beat, just not kept."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return None
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_METRICS_DEPTH:
+            return None
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return obj

@@ -9,6 +9,7 @@ Adapters speak in the terms of their convention; these events are the common gro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,8 @@ class Beat:
     """The device's own timestamp, UTC epoch seconds (latency only, never a verdict)."""
     interval: float | None = None
     """An interval the message announces; None: the source's expected interval."""
+    metrics: dict[str, Any] | None = None
+    """What the device reported, kept as its latest metrics (small JSON objects only)."""
 
 
 @dataclass(frozen=True, slots=True)

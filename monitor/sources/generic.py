@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from device_client.protocol import MAX_SEQ, is_valid_device_id
-from monitor.sources.base import json_object, too_large, word
+from monitor.sources.base import as_metrics, json_object, too_large, word
 from monitor.sources.events import Beat, Decoded, Ignored, Malformed, Offline, Online
 from monitor.sources.resolve import SessionView
 from monitor.sources.topics import filter_matches, make_device_id
@@ -91,9 +91,9 @@ class GenericAdapter:
         obj = json_object(payload)
         if isinstance(obj, Malformed):
             return obj
-        return self._beat(device_id, obj)
+        return self._beat(device_id, obj, payload)
 
-    def _beat(self, device_id: str, obj: dict[str, Any]) -> Decoded:
+    def _beat(self, device_id: str, obj: dict[str, Any], payload: bytes) -> Decoded:
         seq = session = ts = interval = None
         if self.seq_path is not None:
             raw = _lookup(obj, self.seq_path)
@@ -115,7 +115,10 @@ class GenericAdapter:
             interval = _number(_lookup(obj, self.interval_path))
             if interval is None or not 0.1 <= interval <= 86_400:
                 return Malformed("invalid_payload", f"{self.interval_path}: not an interval")
-        return (Beat(device_id, session=session, seq=seq, ts=ts, interval=interval),)
+        metrics = as_metrics(obj, payload)
+        return (
+            Beat(device_id, session=session, seq=seq, ts=ts, interval=interval, metrics=metrics),
+        )
 
 
 def _number(raw: Any) -> float | None:

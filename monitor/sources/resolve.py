@@ -87,6 +87,7 @@ class SessionResolver:
                 session=session,
                 interval=event.interval if event.interval is not None else interval,
                 ts=event.ts,
+                metrics=event.metrics or {},
             )
             return device_id, hb
         if isinstance(event, Online):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from monitor.sources.base import json_object, too_large, word
+from monitor.sources.base import as_metrics, json_object, too_large, word
 from monitor.sources.events import Beat, Decoded, Ignored, Malformed, Offline, Online
 from monitor.sources.resolve import SessionView
 from monitor.sources.topics import make_device_id
@@ -67,4 +67,4 @@ class ShellyAdapter:
             raw = params.get("ts") if isinstance(params, dict) else None
             if isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw):
                 ts = float(raw)
-        return (Beat(device_id, ts=ts),)
+        return (Beat(device_id, ts=ts, metrics=as_metrics(obj, payload)),)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from monitor.sources.base import json_object, split_under, word
+from monitor.sources.base import as_metrics, json_object, split_under, word
 from monitor.sources.events import Beat, Decoded, Ignored, Malformed, Offline, Online
 from monitor.sources.resolve import SessionView
 from monitor.sources.topics import make_device_id
@@ -51,4 +51,4 @@ class TasmotaAdapter:
         obj = json_object(payload)
         if isinstance(obj, Malformed):
             return obj
-        return (Beat(device_id),)
+        return (Beat(device_id, metrics=as_metrics(obj, payload)),)

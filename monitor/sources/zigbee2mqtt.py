@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from monitor.sources.base import json_object, split_under, too_large, word
+from monitor.sources.base import as_metrics, json_object, split_under, too_large, word
 from monitor.sources.events import Beat, Decoded, Ignored, Malformed, Offline, Online
 from monitor.sources.resolve import SessionView
 from monitor.sources.topics import make_device_id
@@ -60,7 +60,7 @@ class Zigbee2MqttAdapter:
         obj = json_object(payload)
         if isinstance(obj, Malformed):
             return obj
-        return (Beat(device_id),)
+        return (Beat(device_id, metrics=as_metrics(obj, payload)),)
 
     @staticmethod
     def _availability(device_id: str, payload: bytes) -> Decoded:

@@ -1,8 +1,9 @@
-"""A source's messages are counted in /metrics, by source and result."""
+"""A source's messages are counted in /metrics; what its devices report is kept."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,30 @@ async def test_source_results_in_metrics(
         assert results["heartbeat_accepted"] == 2
         assert results["invalid_payload"] == 1
         assert results["presence_will-held"] == 1
+
+
+async def test_a_reported_json_object_becomes_the_devices_latest_metrics(
+    broker: TestBroker, database_url: str, tmp_path: Path
+) -> None:
+    sources = tmp_path / "sources.toml"
+    sources.write_text('[[source]]\nname = "plugs"\nkind = "tasmota"\ninterval = 30\n')
+    broker.allow(broker.monitor_user, read=["tele/#"])
+    broker.allow("plug-2", write=["tele/plug-2/#"])
+    sensor = {"Time": "2026-12-03T15:10:00", "AM2301": {"Temperature": 21.4, "Humidity": 40.1}}
+    async with running_monitor(broker, database_url, sources_file=sources) as monitor:
+        plug = MqttProbe(broker.url("plug-2"), client_id="plug-2")
+        await asyncio.to_thread(plug.connect)
+        try:
+            await asyncio.to_thread(plug.publish, "tele/plug-2/SENSOR", json.dumps(sensor))
+        finally:
+            plug.close()
+        async with monitor.reader() as reader:
+
+            async def shown() -> dict[str, object] | None:
+                response = await reader.get("/api/devices/plug-2")
+                body: dict[str, object] = response.json() if response.status_code == 200 else {}
+                return body if body.get("metrics") else None
+
+            body = await wait_for(shown, what="plug-2 with its metrics")
+        assert body["metrics"] == sensor
+        assert body["state"] == "online"

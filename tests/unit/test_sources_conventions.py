@@ -10,6 +10,7 @@ import json
 
 from monitor.liveness.states import Reason, State
 from monitor.sources.esphome import ESPHomeAdapter
+from monitor.sources.events import Beat
 from monitor.sources.generic import GenericAdapter
 from monitor.sources.shelly import ShellyAdapter
 from monitor.sources.tasmota import TasmotaAdapter
@@ -231,3 +232,16 @@ def test_generic_rule_presence_death_names_the_session_of_the_beats() -> None:
     rig.feed(2, "home/pump/conn", "offline")
     rig.tick(4.1)
     assert rig.state("pump") is State.OFFLINE
+
+
+def test_reported_objects_are_kept_as_metrics_when_small_and_shallow() -> None:
+    adapter = TasmotaAdapter("tas")
+    view = lambda _d: None  # noqa: E731
+    small = adapter.decode("tele/p/SENSOR", TASMOTA_SENSOR.encode(), wall=0, view=view)
+    assert isinstance(small, tuple)
+    assert small[0] == Beat("p", metrics=json.loads(TASMOTA_SENSOR))
+    big = json.dumps({"pad": "x" * 5000}).encode()
+    deep = ('{"a":' * 40 + "1" + "}" * 40).encode()
+    for payload in (big, deep):
+        decoded = adapter.decode("tele/p/STATE", payload, wall=0, view=view)
+        assert decoded == (Beat("p"),)  # still a beat, its payload just not kept
