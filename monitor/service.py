@@ -39,6 +39,7 @@ from device_client.urls import parse_broker_url
 from monitor.alerts.shell import Alerting
 from monitor.errors import ConfigError
 from monitor.forgotten_devices import ForgottenDevices
+from monitor.homeassistant.publisher import Discovery
 from monitor.ingest import Ingest
 from monitor.live_events import EventHub, transition_event
 from monitor.liveness.engine import LivenessEngine
@@ -160,6 +161,7 @@ class MonitorService:
         # (config_message, _push_unseen_configs); None once reconciled.
         self._config_unseen: set[str] | None = None
         self.forgotten = ForgottenDevices(self.topics)  # clawbeat devices forget
+        self.homeassistant = Discovery(settings, self.topics, self.sessions)  # HA discovery
         # Seconds between last_seen refreshes of a beating device's status (the flush
         # loop follows the fleet's size).
         self._status_period = settings.status_refresh
@@ -352,6 +354,7 @@ class MonitorService:
             if self._config_unseen is not None:
                 self._config_unseen.discard(device_id)
             self._clear_retained(self.forgotten.retained_topics(device_id))
+            self.homeassistant.forget(device_id)
             log.info("forgot device %s: its retained topics are cleared", device_id)
 
     async def _remove_revived(self) -> None:
@@ -466,10 +469,12 @@ class MonitorService:
         first_seen, self._first_seen = self._first_seen, {}
         for snap in self.engine.drain_dirty():
             latest = self._latest.pop(snap.device_id, None)
+            fw = latest.fw if latest else None
+            self.homeassistant.seen(snap.device_id, fw, new=snap.device_id in first_seen)
             self.writer.put_device(
                 device_row(
                     snap,
-                    latest.fw if latest else None,
+                    fw,
                     latest.metrics if latest else None,
                     first_seen=first_seen.get(snap.device_id),
                 )
@@ -837,6 +842,9 @@ class MonitorService:
             asyncio.create_task(self._summary_loop(), name="summary"),
             asyncio.create_task(self._config_loop(), name="config"),
             asyncio.create_task(self.alerting.run(), name="alerts"),
+            asyncio.create_task(
+                self.homeassistant.run(self.link, self.engine.__contains__), name="homeassistant"
+            ),
         ]
         if self.settings.risk_cycle > 0:
             tasks.append(asyncio.create_task(self.risk.run(), name="risk"))

@@ -73,6 +73,17 @@ class MonitorSettings(BaseSettings):
         description="broker URL (a user of its own) for the Sparkplug primary host STATE topic",
     )
 
+    # Home Assistant MQTT discovery (monitor/homeassistant; docs/homeassistant.md).
+    homeassistant_discovery: bool = Field(
+        False, description="publish Home Assistant MQTT discovery for every device"
+    )
+    homeassistant_prefix: str = Field(
+        "homeassistant", description="Home Assistant's discovery prefix"
+    )
+    homeassistant_rate: float = Field(
+        200.0, gt=0, description="devices per second whose discovery is (re)published, at most"
+    )
+
     default_interval: float = Field(DEFAULT_INTERVAL, gt=0, description="when nothing else says")
     grace: float = Field(DEFAULT_GRACE, ge=0, description="default class grace, seconds")
     missed_limit: int = Field(
@@ -157,6 +168,19 @@ class MonitorSettings(BaseSettings):
         if (self.http_tls_cert is None) != (self.http_tls_key is None):
             raise ValueError("http_tls_cert and http_tls_key must be given together")
         return self
+
+    @field_validator("homeassistant_prefix")
+    @classmethod
+    def _ha_prefix(cls, value: str) -> str:
+        # A topic to publish under: no wildcards, no empty level, no leading '/'.
+        levels = value.split("/")
+        if not value or any(not level or "+" in level or "#" in level for level in levels):
+            raise ValueError(
+                "must be a topic such as 'homeassistant' (no wildcards, no empty level)"
+            )
+        if "\x00" in value:
+            raise ValueError("must not contain NUL")
+        return value
 
     @field_validator("topic_root")
     @classmethod

@@ -603,3 +603,14 @@ async def set_meta(session: AsyncSession, *, key: str, value: str, now: datetime
         set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
     )
     await session.execute(stmt)
+
+
+async def iter_device_firmware(
+    session: AsyncSession, *, partition: int = _LOAD_PARTITION
+) -> AsyncIterator[list[tuple[str, str | None]]]:
+    """Every device's id and firmware version, ``partition`` rows at a time."""
+    stmt = select(_devices.c.id, _devices.c.fw).order_by(_devices.c.id)
+    with translated("load device firmware"):
+        result = await session.stream(stmt)
+        async for rows in result.partitions(partition):
+            yield [(row.id, row.fw) for row in rows]
