@@ -353,8 +353,8 @@ class MonitorService:
             self._latest.pop(device_id, None)
             if self._config_unseen is not None:
                 self._config_unseen.discard(device_id)
+            self.homeassistant.forget(device_id)  # first: HA drops it before its status
             self._clear_retained(self.forgotten.retained_topics(device_id))
-            self.homeassistant.forget(device_id)
             log.info("forgot device %s: its retained topics are cleared", device_id)
 
     async def _remove_revived(self) -> None:

@@ -79,6 +79,7 @@ class Discovery:
         # Firmware versions published (only devices that announce one): a new version is
         # republished as the HA device's sw_version.
         self._fw: dict[str, str] = {}
+        self._link: Link | None = None
         self.published = 0
         self.cleared = 0
 
@@ -96,11 +97,19 @@ class Discovery:
             self._queue(self._live, device_id, self._target, publish=True)
 
     def forget(self, device_id: str) -> None:
-        """Ops forgot the device: clear its discovery topics (HA removes the device)."""
+        """Ops forgot the device: clear its discovery topics (HA removes the device).
+
+        At once, not queued: called before the service clears the device's status, these
+        reach the broker first, so HA removes the entities instead of reading an empty
+        status. A publish of the device still queued is skipped (it is no longer tracked).
+        """
         if not self.enabled:
             return
         self._fw.pop(device_id, None)
-        self._queue(self._live, device_id, self._target, publish=False)
+        if self._link is None:
+            self._queue(self._live, device_id, self._target, publish=False)
+        else:
+            self._clear(self._link, device_id, self._target)
 
     # ------------------------------------------------------------ the task
 
@@ -110,6 +119,7 @@ class Discovery:
         ``tracked`` tells whether the service still tracks a device when its turn comes:
         a device forgotten while queued is not published again after its clearing.
         """
+        self._link = link
         rewrite = await self._reconcile()
         while True:
             await self._drain(link, tracked)
@@ -206,12 +216,15 @@ class Discovery:
                         link.publish(topic, payload)
                     self.published += 1
                 else:
-                    for topic in target.topics(device_id):
-                        # A zero-length retained publish deletes the retained config: HA
-                        # removes the entity, and the device once it has none left.
-                        link.publish(topic, b"")
-                    self.cleared += 1
+                    self._clear(link, device_id, target)
             await asyncio.sleep(max(0.0, _SLICE - (time.monotonic() - started)))
+
+    def _clear(self, link: Link, device_id: str, target: Target) -> None:
+        for topic in target.topics(device_id):
+            # A zero-length retained publish deletes the retained config: HA removes the
+            # entity, and the device once it has none left.
+            link.publish(topic, b"")
+        self.cleared += 1
 
     async def _record(self, targets: set[Target]) -> None:
         try:

@@ -305,6 +305,20 @@ def test_home_assistant_discovery_follows_the_fleet_and_the_monitor(
         monitor.cli("devices", "forget", old)
         wait_until(lambda: ha.config("sensor", old) is None, 15, what="forgotten device removed")
         assert ha.config("binary_sensor", old) is None
+        # HA is told before the device's status is cleared, so it never reads an empty
+        # status of an entity it still has.
+        old_status = f"{ROOT}/status/{old}"
+
+        def cleared() -> list[str]:
+            return [
+                m.topic
+                for m in ha.matching(lambda m: not m.payload)
+                if m.topic.startswith(f"{PREFIX}/") or m.topic == old_status
+            ]
+
+        wait_until(lambda: old_status in cleared(), 10, what="status cleared")
+        assert len(cleared()) == 3
+        assert cleared()[-1] == old_status, cleared()
         assert {p["device"]["name"] for p in retained_discovery(broker).values()} == {new}
         assert monitor.terminate() == 0
     finally:
