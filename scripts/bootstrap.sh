@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make this machine able to run clawbeat (and, with --tests, its tests): Debian packages
 # (Mosquitto and its clients, openssl; for the tests also the PostgreSQL server binaries
-# for throwaway clusters and Chromium for the dashboard test), then a virtualenv with
+# for throwaway clusters, nats-server for the cluster partition test and Chromium for the
+# dashboard test), then a virtualenv with
 # the project and its dev tools. Safe to run repeatedly; does nothing that is done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,7 @@ command -v make >/dev/null 2>&1 || need+=(make)
 # The dashboard's browser test drives the system Chromium (never `playwright install`).
 if $tests; then
     command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
+    command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then
