@@ -55,18 +55,22 @@ class Fence:
     owner: str
     partitions: int  # P, to place a device
     epochs: Mapping[int, int]  # partition -> epoch held
+    # Seconds a fenced transaction may sit idle before PostgreSQL ends it (see hold()).
+    idle_limit: float = 5.0
 
     def __post_init__(self) -> None:
         check_partitions(self.partitions)
 
     @classmethod
-    def of(cls, *, owner: str, partitions: int, leases: Iterable[Lease]) -> Fence:
+    def of(
+        cls, *, owner: str, partitions: int, leases: Iterable[Lease], idle_limit: float = 5.0
+    ) -> Fence:
         epochs: dict[int, int] = {}
         for lease in leases:
             if lease.owner != owner:
                 raise ValueError(f"lease of partition {lease.partition} is {lease.owner}'s")
             epochs[lease.partition] = lease.epoch
-        return cls(owner=owner, partitions=partitions, epochs=epochs)
+        return cls(owner=owner, partitions=partitions, epochs=epochs, idle_limit=idle_limit)
 
     def partition(self, device_id: str) -> int:
         return partition_of(device_id, self.partitions)
@@ -112,6 +116,12 @@ async def hold(
     """Lock and return those of ``partitions`` this replica still holds at its epoch.
 
     The locks last until the transaction ends: commit the fenced writes in it.
+
+    A replica frozen in the middle of that transaction (SIGSTOP between two statements)
+    would hold the share locks, and so block every takeover of its partitions, for as
+    long as it stays frozen. ``idle_in_transaction_session_timeout``, set for this
+    transaction only, has PostgreSQL end such a session after ``fence.idle_limit``
+    seconds of silence, dropping its locks and its uncommitted writes.
     """
     if session.get_bind().dialect.name != "postgresql":
         raise NeedsPostgres("fenced write")
@@ -124,6 +134,10 @@ async def hold(
         "epochs": [fence.epochs[p] for p in wanted],
     }
     with translated("check partition leases"):
+        await session.execute(
+            text("SELECT set_config('idle_in_transaction_session_timeout', :limit, true)"),
+            {"limit": f"{max(1, round(fence.idle_limit * 1000))}ms"},
+        )
         rows = await session.execute(_HOLD, params)
     return frozenset(row.partition for row in rows)
 

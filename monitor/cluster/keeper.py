@@ -83,7 +83,14 @@ class LeaseKeeper:
         return lease is not None and lease.acting(self.clock(), margin=self.timing.margin)
 
     def fence(self) -> Fence:
-        return Fence.of(owner=self.owner, partitions=self.partitions, leases=self.leases.values())
+        # A frozen fenced transaction is ended in half a lease: its locks would
+        # otherwise hold up the takeover of its partitions.
+        return Fence.of(
+            owner=self.owner,
+            partitions=self.partitions,
+            leases=self.leases.values(),
+            idle_limit=self.timing.ttl / 2,
+        )
 
     async def start(self) -> None:
         async with self.sessions.begin() as session:
