@@ -31,8 +31,9 @@ Rules
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from google.protobuf.message import DecodeError
 
@@ -67,6 +68,9 @@ class _Node:
     count: int = 0
     last_raw: int | None = None
     devices: dict[str, str] = field(default_factory=dict)  # device id -> session
+    # Metric names by alias, from births (DATA may name metrics by alias alone), per node
+    # (key None) and per device.
+    aliases: dict[str | None, dict[int, str]] = field(default_factory=dict)
 
 
 def _bd_seq(payload: Payload) -> int | None:
@@ -163,7 +167,8 @@ class SparkplugAdapter:
                 asks = (rebirth_request(levels[1], levels[3], wall),)
         seq = None if raw_seq is None else self._unwrap(node, raw_seq)
         if kind == "NDATA":
-            return (*asks, Beat(node_id, session=node.session, seq=seq, ts=ts))
+            values = _values(msg, node.aliases.get(None, {}))
+            return (*asks, Beat(node_id, session=node.session, seq=seq, ts=ts, metrics=values))
         device_id = make_device_id(self.id_prefix, levels[1], levels[3], levels[4])
         if device_id is None:
             return Malformed("bad_device_id", f"no device id from {topic!r}")
@@ -173,13 +178,16 @@ class SparkplugAdapter:
             return (
                 *asks,
                 Online(device_id, session=session),
-                Beat(device_id, session=session, seq=seq, ts=ts),
+                Beat(
+                    device_id, session=session, seq=seq, ts=ts, metrics=_birth(node, device_id, msg)
+                ),
             )
         session = node.devices.get(device_id) or self._learn_device(node, device_id, wall, view)
         if kind == "DDEATH":
             node.devices.pop(device_id, None)
             return (*asks, Offline(device_id, session=session))
-        return (*asks, Beat(device_id, session=session, seq=seq, ts=ts))
+        values = _values(msg, node.aliases.get(device_id, {}))
+        return (*asks, Beat(device_id, session=session, seq=seq, ts=ts, metrics=values))
 
     # ---------------------------------------------------------------- node sessions
 
@@ -199,7 +207,8 @@ class SparkplugAdapter:
         self._nodes[node_id] = node
         seq = None if raw_seq is None else self._unwrap(node, raw_seq)
         events.append(Online(node_id, session=session))
-        events.append(Beat(node_id, session=session, seq=seq, ts=ts))
+        values = _birth(node, None, msg)
+        events.append(Beat(node_id, session=session, seq=seq, ts=ts, metrics=values))
         return tuple(events)
 
     def _ndeath(self, node_id: str, msg: Payload, wall: float, view: SessionView) -> Decoded:
@@ -270,6 +279,42 @@ class SparkplugAdapter:
         node.count += step
         node.last_raw = raw
         return node.epoch + node.count
+
+
+_MAX_METRICS: Final = 100
+_MAX_TEXT: Final = 256
+_SCALARS: Final = frozenset(
+    {"int_value", "long_value", "float_value", "double_value", "boolean_value", "string_value"}
+)
+
+
+def _birth(node: _Node, key: str | None, msg: Payload) -> dict[str, Any] | None:
+    """A birth's metric values; remembers its aliases for the DATA that follows."""
+    node.aliases[key] = {m.alias: m.name for m in msg.metrics if m.HasField("alias") and m.name}
+    return _values(msg, node.aliases[key])
+
+
+def _values(msg: Payload, aliases: dict[int, str]) -> dict[str, Any] | None:
+    """Scalar metric values by name, as the device's latest metrics (None if none).
+
+    Bounded like protocol v1's metrics: at most 100, texts cut to 256 characters;
+    datasets, templates, bytes and non-finite numbers are left out.
+    """
+    values: dict[str, Any] = {}
+    for metric in msg.metrics:
+        name = metric.name or aliases.get(metric.alias)
+        kind = metric.WhichOneof("value")
+        if not name or kind not in _SCALARS or metric.is_null:
+            continue
+        value = getattr(metric, kind)
+        if isinstance(value, float) and not math.isfinite(value):
+            continue
+        if isinstance(value, str):
+            value = value[:_MAX_TEXT]
+        values[name[:_MAX_TEXT]] = value
+        if len(values) >= _MAX_METRICS:
+            break
+    return values or None
 
 
 def state_topic(host_id: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from monitor.liveness.states import Reason, State
+from monitor.sources.events import Beat
 from monitor.sources.sparkplug import SparkplugAdapter
 from monitor.sources.sparkplug_b_pb2 import Payload
 from tests.sources_rig import WALL0, Rig
@@ -148,3 +149,21 @@ def test_no_rebirth_request_unless_asked() -> None:
     rig.ingest.publish = lambda topic, payload: sent.append((topic, payload))
     rig.feed(0, topic("NDATA"), data(7, ts_ms=ms(0)))
     assert sent == []
+
+
+def test_metric_values_by_name_also_when_data_names_them_by_alias() -> None:
+    adapter = SparkplugAdapter("sp", interval=10)
+    view = lambda _d: None  # noqa: E731
+    birth = adapter.decode(topic("NBIRTH"), nbirth(1, ts_ms=ms(0)), wall=WALL0, view=view)
+    assert isinstance(birth, tuple)
+    beat = birth[-1]
+    assert isinstance(beat, Beat)
+    assert beat.metrics == {
+        "bdSeq": 1,
+        "Node Control/Rebirth": False,
+        "temperature": 21.5,
+    }
+    later = adapter.decode(topic("NDATA"), data(1, ts_ms=ms(1), value=23.5), wall=WALL0, view=view)
+    assert isinstance(later, tuple)
+    assert isinstance(later[-1], Beat)
+    assert later[-1].metrics == {"temperature": 23.5}  # alias 1, named by the birth
