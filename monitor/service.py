@@ -162,6 +162,7 @@ class MonitorService:
         self._config_unseen: set[str] | None = None
         self.forgotten = ForgottenDevices(self.topics)  # clawbeat devices forget
         self.homeassistant = Discovery(settings, self.topics, self.sessions)  # HA discovery
+        self._to_purge: set[str] = set()
         # Seconds between last_seen refreshes of a beating device's status (the flush
         # loop follows the fleet's size).
         self._status_period = settings.status_refresh
@@ -181,6 +182,10 @@ class MonitorService:
             # by the poll loop, and applied.
             version = await repository.get_meta(session, key=CONFIG_VERSION_KEY)
             self.forgotten.update(await repository.forgotten_ids(session))
+            # A flush of the previous monitor racing `devices forget` may have written a
+            # forgotten device back: it stays forgotten.
+            if await repository.purge_forgotten(session, device_ids=self.forgotten.ids()):
+                await session.commit()
             classes = await repository.list_classes(session)
             policies = self._policies(classes)
             engine = LivenessEngine(
@@ -355,7 +360,20 @@ class MonitorService:
                 self._config_unseen.discard(device_id)
             self.homeassistant.forget(device_id)  # first: HA drops it before its status
             self._clear_retained(self.forgotten.retained_topics(device_id))
+            self._to_purge.add(device_id)
             log.info("forgot device %s: its retained topics are cleared", device_id)
+
+    async def _purge_forgotten(self) -> None:
+        """A pass after forgetting: delete what a flush under way then wrote back."""
+        ids, self._to_purge = self._to_purge, set()
+        if not ids:
+            return
+        try:
+            async with self.sessions() as session:
+                await repository.purge_forgotten(session, device_ids=ids)
+                await session.commit()
+        except StoreError:
+            self._to_purge.update(ids)
 
     async def _remove_revived(self) -> None:
         revived = self.forgotten.take_revived()
@@ -501,6 +519,7 @@ class MonitorService:
         while True:
             await asyncio.sleep(1.0)
             await self._remove_revived()
+            await self._purge_forgotten()
             try:
                 async with self.sessions() as session:
                     version = await repository.get_meta(session, key=CONFIG_VERSION_KEY)

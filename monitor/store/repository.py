@@ -493,6 +493,19 @@ async def forgotten_ids(session: AsyncSession) -> set[str]:
     return set((await session.scalars(select(_forgotten.c.id))).all())
 
 
+@translates_errors("purge forgotten devices")
+async def purge_forgotten(session: AsyncSession, *, device_ids: Collection[str]) -> int:
+    """Delete rows a write racing ``forget`` put back for tombstoned devices; returns how many."""
+    ids = list(device_ids)
+    if not ids:
+        return 0
+    tombstoned = select(_forgotten.c.id).where(_forgotten.c.id.in_(ids))
+    result = await session.execute(delete(_devices).where(_devices.c.id.in_(tombstoned)))
+    await session.execute(delete(_transitions).where(_transitions.c.device_id.in_(tombstoned)))
+    await session.execute(delete(_rollups).where(_rollups.c.device_id.in_(tombstoned)))
+    return rowcount(result)
+
+
 @translates_errors("remove forgotten devices")
 async def remove_forgotten(session: AsyncSession, *, device_ids: Collection[str]) -> None:
     """The devices were heard alive again: they are ordinary devices from now on."""

@@ -360,3 +360,26 @@ def test_uids_are_unique_per_transition() -> None:
     b = TransitionRow("a", None, "up", T0)
     assert a.uid != b.uid
     assert isinstance(a.uid, uuid.UUID)
+
+
+async def test_forgotten_devices_stay_forgotten_until_revived(database_url: str) -> None:
+    async with open_store(database_url) as sessions:
+        await upsert(sessions, device("gone"), device("kept"))
+        async with sessions() as session, session.begin():
+            await repository.delete_device(session, device_id="gone")
+            await repository.add_forgotten(session, device_id="gone", now=T0)
+            await repository.add_forgotten(session, device_id="gone", now=T0)  # idempotent
+        # A flush racing the deletion writes the device back; the purge removes it.
+        await upsert(sessions, device("gone"))
+        async with sessions() as session, session.begin():
+            await repository.insert_transitions(
+                session, rows=[TransitionRow("gone", "up", "down", T0)]
+            )
+            assert await repository.forgotten_ids(session) == {"gone"}
+            assert await repository.purge_forgotten(session, device_ids={"gone", "kept"}) == 1
+        async with sessions() as session, session.begin():
+            assert [s.id for s in await repository.load_devices(session)] == ["kept"]
+            assert await repository.list_transitions(session, device_id="gone") == []
+            await repository.remove_forgotten(session, device_ids={"gone"})
+        async with sessions() as session:
+            assert await repository.forgotten_ids(session) == set()
