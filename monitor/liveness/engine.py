@@ -108,8 +108,8 @@ Figures
       (``missed.py``): ``count_missed`` credits late and stale devices as their beats
       fall due; the next heartbeat of the session tops the count up
       (``EventResult.missed``). Nothing is counted across a new session, a clean
-      shutdown or will, a monitor restart, maintenance or a blind period, nor for an
-      offline or lost device.
+      shutdown or will, a monitor restart, maintenance or a blind period (heartbeats
+      read while blind count no gap), nor for an offline or lost device.
 
 Ops
   R17 Overrides and class changes recompute deadlines at once (a shorter interval can
@@ -724,6 +724,10 @@ class LivenessEngine:
         """``(missed not yet counted, gap)`` for an accepted heartbeat, before it counts."""
         state = dev.state
         if state is _MAINTENANCE or state is _OFFLINE or state is _LOST:
+            return 0, None
+        if self._blind_since is not None:
+            # Read while blind (a backlog after a stall or a lost link): the gap is the
+            # monitor's, not the device's.
             return 0, None
         self._observe_sight(dev)
         ref = dev.missed_from

@@ -144,6 +144,22 @@ def test_blind_periods_owe_nothing() -> None:
     assert (result.missed, result.gap) == (0, None)
 
 
+def test_a_backlog_read_while_blind_owes_nothing() -> None:
+    # The monitor froze: the device kept beating and the broker queued its heartbeats,
+    # which the monitor reads in a burst once it notices, still blind.
+    engine = LivenessEngine()
+    beat(engine, 0.0, 0)
+    engine.suspend(200.0)
+    for seq in range(1, 7):
+        result = beat(engine, 200.0 + seq * 0.01, seq)
+        assert (result.missed, result.gap) == (0, None)
+    engine.resume(201.0)
+    assert swept(engine, 230.0) == 0
+    result = beat(engine, 231.0, 7)
+    assert (result.missed, result.gap) == (0, None)  # the reference is the resume
+    assert beat(engine, 261.0, 8).gap == 30.0
+
+
 def test_maintenance_owes_nothing() -> None:
     engine = LivenessEngine()
     beat(engine, 0.0, 0)
