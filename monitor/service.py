@@ -224,6 +224,10 @@ class MonitorService:
             device_id, self.topics.heartbeat(device_id), retained=retained
         ):
             return _CLEARED
+        sight = self.sight
+        if sight is not None and sight.overdue(now):
+            # Woken from a stall with heartbeats queued: blind before the first is read.
+            self._sight_changed(sight.check(now, wall), now)
         before = None if retained else self.engine.cadence(device_id)
         result = self.engine.heartbeat(device_id, hb, now, wall, retained=retained)
         if result.outcome in (Outcome.ACCEPTED, Outcome.RECONNECTED):

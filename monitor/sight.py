@@ -192,6 +192,16 @@ class Sight:
                 )
         return None
 
+    def overdue(self, now: float) -> bool:
+        """True if a :meth:`check` at ``now`` may find a stall (cheap: for every message).
+
+        The shell's tick checks every fraction of a second, but after a stall the event
+        loop may hand over queued messages before the tick runs: their gaps, figures and
+        risk signals would be the stall's. The receive path asks this first, and calls
+        :meth:`check` when it says so, so the backlog is read blind.
+        """
+        return now - self._last_check[0] > self.timeout
+
     def ran(self, now: float, wall: float) -> None:
         """The shell finished a tick's own work at ``now``: the next gap counts from here.
 

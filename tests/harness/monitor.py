@@ -266,6 +266,18 @@ def read_heartbeats_counted(database_url: str) -> int:
     return _query(database_url, read)
 
 
+def read_missed_counted(database_url: str) -> int:
+    """Heartbeats the monitor counted as missed, by its per-minute rollups (every device)."""
+
+    async def read(session: AsyncSession) -> int:
+        sums = await reports.rollup_sums(
+            session, since=datetime(2000, 1, 1, tzinfo=UTC), until=datetime(2100, 1, 1, tzinfo=UTC)
+        )
+        return sum(s.missed for s in sums)
+
+    return _query(database_url, read)
+
+
 def wait_until(
     condition: Callable[[], _T | None], timeout: float, *, every: float = 0.1, what: str = ""
 ) -> _T:

@@ -81,6 +81,20 @@ def test_a_gap_in_the_monitors_own_clock_is_a_stall() -> None:
     assert not change.blind
 
 
+def test_a_message_after_a_stall_says_to_check_first() -> None:
+    # After SIGCONT the event loop may hand over queued messages before the tick runs:
+    # the receive path asks, checks, and reads the backlog blind.
+    sight = connected()
+    assert not sight.overdue(1.9)
+    assert sight.check(1.0, T0 + 1.0) is None
+    assert not sight.overdue(2.9)
+    assert sight.overdue(20.0)
+    change = sight.check(20.0, T0 + 20.0)
+    assert change is not None
+    assert (change.blind, change.reason) == (True, Blindness.STALLED)
+    assert not sight.overdue(20.1)
+
+
 def test_a_wall_clock_jump_with_a_still_monotonic_clock_is_a_stall() -> None:
     # A VM suspended: the monotonic clock stood still, the wall clock did not.
     sight = connected()
