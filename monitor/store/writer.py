@@ -19,6 +19,10 @@ Rules:
 * A row the database refuses for its content (a constraint or type error, which no
   retry can fix) is isolated by writing its batch row by row; only that row is dropped,
   with an error log, so one bad row cannot block every write behind it.
+* Cluster mode (``fence``, ``docs/cluster.md``): every batch is written under the fence
+  of the partitions this replica holds at that moment. Rows of partitions it no longer
+  holds are refused by the database, counted in ``stats.rows_fenced`` and dropped, never
+  retried: a lost epoch never comes back.
 * Retried transition batches cannot insert duplicates: each transition carries a
   ``uid`` and inserts are ``ON CONFLICT (uid) DO NOTHING``. Rollups are additive, so a
   commit whose acknowledgement was lost and is retried counts that batch twice; that
@@ -44,6 +48,8 @@ from typing import Final, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from device_client.backoff import Backoff
+from monitor.cluster import fencing
+from monitor.cluster.fencing import Fence, Rejections
 from monitor.store import repository
 from monitor.store.database import translated
 from monitor.store.errors import DataRejected, StoreError, StoreUnavailable, WriterClosed
@@ -79,6 +85,9 @@ class WriterStats:
     transitions_written: int = 0
     rollups_written: int = 0
     rows_rejected: int = 0
+    # Cluster mode: rows refused because their partition's lease had moved on. A batch
+    # whose commit fails and is retried counts its refusals again.
+    rows_fenced: int = 0
     device_rows_dropped: int = 0
     transitions_dropped: int = 0
     rollups_dropped: int = 0
@@ -115,6 +124,7 @@ class WriteBehind:
         logger: logging.Logger | None = None,
         on_flush: Callable[[FlushReport], None] | None = None,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        fence: Callable[[], Fence] | None = None,
     ) -> None:
         if flush_interval <= 0:
             raise ValueError("flush_interval must be positive")
@@ -133,6 +143,8 @@ class WriteBehind:
         self._log = logger or logging.getLogger("clawbeat.store.writer")
         self._on_flush = on_flush
         self._wall_clock = wall_clock
+        self._fence = fence
+        self.fenced = Rejections()  # by partition, for the cluster view and metrics
 
         self._devices: dict[str, DeviceRow] = {}
         self._devices_since: float | None = None
@@ -503,6 +515,44 @@ class WriteBehind:
                 continue
             done(len(chunk))
 
+    # --- the three writes, fenced in cluster mode -------------------------------------
+
+    def _count_fenced(self, outcome: fencing.FencedWrite) -> None:
+        self.stats.rows_fenced += outcome.rejected
+
+    async def _insert_transitions(
+        self, session: AsyncSession, rows: Sequence[TransitionRow]
+    ) -> None:
+        if self._fence is None:
+            await repository.insert_transitions(session, rows=rows)
+            return
+        self._count_fenced(
+            await fencing.insert_transitions(
+                session, fence=self._fence(), rows=rows, rejections=self.fenced
+            )
+        )
+
+    async def _upsert_devices(self, session: AsyncSession, rows: Sequence[DeviceRow]) -> None:
+        now = self._wall_clock()
+        if self._fence is None:
+            await repository.upsert_devices(session, rows=rows, now=now)
+            return
+        self._count_fenced(
+            await fencing.upsert_devices(
+                session, fence=self._fence(), rows=rows, now=now, rejections=self.fenced
+            )
+        )
+
+    async def _add_rollups(self, session: AsyncSession, rows: Sequence[RollupRow]) -> None:
+        if self._fence is None:
+            await repository.add_rollups(session, rows=rows)
+            return
+        self._count_fenced(
+            await fencing.add_rollups(
+                session, fence=self._fence(), rows=rows, rejections=self.fenced
+            )
+        )
+
     async def _write_transitions(self) -> None:
         # Only what is queued now: a steady stream of new transitions must not keep
         # this flush from ever reaching the device rows.
@@ -513,7 +563,7 @@ class WriteBehind:
             self._dropped_mark = self._transitions_dropped_total
             await self._write_each(
                 "write transitions",
-                lambda session, rows: repository.insert_transitions(session, rows=rows),
+                self._insert_transitions,
                 batch,
                 lambda row: (
                     f"transition {row.device_id} {row.old_state}->{row.new_state} "
@@ -554,9 +604,7 @@ class WriteBehind:
                 chunk = taken[start : start + ROWS_PER_TRANSACTION]
                 await self._write_each(
                     "write devices",
-                    lambda session, rows: repository.upsert_devices(
-                        session, rows=rows, now=self._wall_clock()
-                    ),
+                    self._upsert_devices,
                     chunk,
                     lambda row: f"device {row.id} ({row.state})",
                     settle,
@@ -594,7 +642,7 @@ class WriteBehind:
         try:
             await self._write_each(
                 "write heartbeat rollups",
-                lambda session, rows: repository.add_rollups(session, rows=rows),
+                self._add_rollups,
                 taken,
                 lambda row: f"rollup {row.device_id} {row.minute.isoformat()}",
                 settle,
