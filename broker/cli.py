@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from broker.acl import MONITOR_USER, OPS_USER, render_acl
+from broker.acl import HOMEASSISTANT_USER, MONITOR_USER, OPS_USER, render_acl
 from broker.certs import generate_dev_certs
 from broker.errors import BrokerToolError
 from broker.passwords import add_users, list_users, remove_user
@@ -57,6 +57,16 @@ def add_broker_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     p = sub.add_parser("acl", help="print (or write) the ACL for a topic root")
     p.add_argument("--root", default=DEFAULT_TOPIC_ROOT, help="topic root (%(default)s)")
     p.add_argument("--output", type=Path, help="write here instead of stdout")
+    p.add_argument(
+        "--homeassistant-prefix",
+        metavar="PREFIX",
+        help="also allow Home Assistant MQTT discovery under this prefix (e.g. homeassistant)",
+    )
+    p.add_argument(
+        "--homeassistant-user",
+        default=HOMEASSISTANT_USER,
+        help="Home Assistant's broker user (%(default)s)",
+    )
     p.set_defaults(func=_cmd_acl)
 
     p = sub.add_parser("dev-certs", help="generate a development CA, server and client cert")
@@ -148,7 +158,15 @@ def _cmd_list_users(args: argparse.Namespace) -> int:
 
 
 def _cmd_acl(args: argparse.Namespace) -> int:
-    text = render_acl(args.root)
+    try:
+        text = render_acl(
+            args.root,
+            homeassistant_prefix=args.homeassistant_prefix,
+            homeassistant_user=args.homeassistant_user,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.output:
         args.output.write_text(text)
     else:

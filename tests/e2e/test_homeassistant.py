@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from broker.acl import render_acl
 from tests.harness.monitor import MonitorProcess, Spawned, StatusWatch, wait_until
 from tests.harness.mosquitto import TestBroker
 from tests.mqtt_helpers import MqttProbe, Received
@@ -234,10 +235,11 @@ def test_home_assistant_discovery_follows_the_fleet_and_the_monitor(
 ) -> None:
     old, new = "ha-known.1", "ha-new-1"
     broker.add_devices([old, new], "pw")
-    # The monitor writes under the prefix; HA's users read it with clawbeat's topics.
-    broker.allow(broker.monitor_user, write=[f"{PREFIX}/#"])
-    for user in ("ha", "ha-check"):
-        broker.allow(user, read=[f"{PREFIX}/#", f"{ROOT}/status/#", f"{ROOT}/monitor/#"])
+    # The ACL `clawbeat broker acl --homeassistant-prefix` writes: the monitor writes the
+    # discovery topics, Home Assistant's user reads them with clawbeat's status.
+    broker.process.acl_path.write_text(render_acl(ROOT, homeassistant_prefix=PREFIX))
+    broker.add_device("homeassistant", "pw")  # a user with a password; the broker reloads
+    broker.allow("ha-check", read=[f"{PREFIX}/#", f"{ROOT}/status/#", f"{ROOT}/monitor/#"])
     log = tmp_path / "monitor.log"
 
     # A device the monitor knows before discovery is turned on.
@@ -250,7 +252,7 @@ def test_home_assistant_discovery_follows_the_fleet_and_the_monitor(
 
     settings = {**FAST, "homeassistant_discovery": "true"}
     monitor = MonitorProcess(broker, database_url, log, **settings)
-    ha = HaView(broker, "ha")
+    ha = HaView(broker, "homeassistant")
     try:
         monitor.start(probe=watch)
         # Known at start: published.
