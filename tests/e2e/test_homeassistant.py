@@ -260,8 +260,15 @@ def test_home_assistant_discovery_follows_the_fleet_and_the_monitor(
         # First heard now: published, with the firmware it announces.
         device = spawned.device(new, extra=("--fw", "2.4.1"))
         watch.wait_state(new, "online")
-        connectivity = wait_until(lambda: ha.config("binary_sensor", new), 15, what="new device")
-        state = wait_until(lambda: ha.config("sensor", new), 15, what="new device's sensor")
+
+        # Its presence may come before its first heartbeat (and firmware): published at
+        # once, then again with the firmware as the HA device's software version.
+        def with_fw(component: str) -> dict[str, Any] | None:
+            config = ha.config(component, new)
+            return config if config and config["device"].get("sw_version") else None
+
+        connectivity = wait_until(lambda: with_fw("binary_sensor"), 15, what="new device")
+        state = wait_until(lambda: with_fw("sensor"), 15, what="new device's sensor")
 
         configs = ha.configs()
         assert len(configs) == 4  # two components for each of the two devices
@@ -277,9 +284,11 @@ def test_home_assistant_discovery_follows_the_fleet_and_the_monitor(
 
         # State from the status topic as HA renders it: online now...
         status_topic, presence_topic = f"{ROOT}/status/{new}", f"{ROOT}/monitor/presence"
+        # (HA's connection may be a moment behind the watch's: wait for what it reads.)
+        wait_until(lambda: ha.matching(lambda m: m.topic == status_topic), 10, what="status")
+        wait_until(lambda: available(connectivity, ha.last(presence_topic)), 10, what="online")
         assert binary_state(connectivity, ha.last(status_topic)) == "on"
         assert render(state["value_template"], ha.last(status_topic)) == "online"
-        assert available(connectivity, ha.last(presence_topic))
         # ...off with its reason once the device dies (its will, through the broker).
         device.send_signal(signal.SIGKILL)
         device.wait(10)
