@@ -76,11 +76,18 @@ class LeaseKeeper:
         self.before_release = before_release
         self.clock = clock
         self.leases: dict[int, Lease] = {}
+        # Being handed off: no longer acted for, still in the fence so the flush that
+        # precedes the release can write what was queued for them.
+        self._handing_off: set[int] = set()
 
     def acting(self, partition: int) -> bool:
         """Whether this replica may publish and alert for ``partition`` now."""
         lease = self.leases.get(partition)
-        return lease is not None and lease.acting(self.clock(), margin=self.timing.margin)
+        return (
+            lease is not None
+            and partition not in self._handing_off
+            and lease.acting(self.clock(), margin=self.timing.margin)
+        )
 
     def fence(self) -> Fence:
         # A frozen fenced transaction is ended in half a lease: its locks would
@@ -123,13 +130,21 @@ class LeaseKeeper:
                 self.leases[partition] = lease
 
     async def hand_off(self, partitions: Collection[int]) -> None:
-        """Flush, then release ``partitions``; they stop counting as held first."""
+        """Stop acting for ``partitions``, flush (``before_release``), then release them."""
         chosen = frozenset(p for p in partitions if p in self.leases)
-        given = [self.leases.pop(p) for p in sorted(chosen)]
-        await self.before_release(chosen)
-        async with self.sessions.begin() as session:
-            for lease in given:
-                await lease_store.release(session, lease=lease)
+        if not chosen:
+            return
+        self._handing_off |= chosen
+        try:
+            await self.before_release(chosen)
+            given = [self.leases.pop(p) for p in sorted(chosen) if p in self.leases]
+            async with self.sessions.begin() as session:
+                for lease in given:
+                    await lease_store.release(session, lease=lease)
+        finally:
+            # Released, or failed half-way: either way the next step sorts it out (an
+            # unreleased lease that was popped simply expires).
+            self._handing_off -= chosen
 
     async def stop(self) -> None:
         """SIGTERM: hand off everything and leave, so survivors take over at once."""

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from monitor.cluster import leases
 from monitor.cluster.fencing import Fence
+from monitor.cluster.keeper import KeeperTiming, LeaseKeeper
 from monitor.cluster.partitions import partition_of
 from monitor.store.rows import DeviceRow, TransitionRow
 from monitor.store.writer import WriteBehind
@@ -83,6 +84,36 @@ async def test_a_flush_writes_held_partitions_and_counts_the_rest(
         assert writer.stats.rows_fenced == fenced_before + len(IDS)
         assert await stored(sessions, "SELECT new_state FROM transitions") == {"online"}
         assert writer.pending_transitions == 0  # dropped, not retried
+    finally:
+        await writer.close()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_handoff_flushes_what_was_queued_for_the_partition_before_releasing(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    timing = KeeperTiming(ttl=30, renew_every=5, margin=1)
+    keeper = LeaseKeeper(
+        sessions, owner=leases.replica_identity("mon-a"), partitions=PARTITIONS, timing=timing
+    )
+    # A long flush interval: only the handoff's own flush can write these rows in time.
+    writer = WriteBehind(sessions, flush_interval=60, fence=keeper.fence)
+    keeper.before_release = lambda _partitions: writer.flush()
+    await keeper.start()
+    await keeper.step()
+    assert set(keeper.leases) == set(range(PARTITIONS))
+    task = asyncio.create_task(writer.run())
+    try:
+        given = partition_of(IDS[0], PARTITIONS)
+        queued = [d for d in IDS if partition_of(d, PARTITIONS) == given]
+        for device_id in queued:
+            writer.put_device(DeviceRow(id=device_id, state="offline", since=NOW, last_seen=NOW))
+        await keeper.hand_off([given])
+        assert not keeper.acting(given)
+        assert await stored(sessions, "SELECT id FROM devices") == set(queued)
+        assert writer.stats.rows_fenced == 0
+        async with sessions() as session:
+            assert (await leases.lease_owners(session))[given] is None
     finally:
         await writer.close()
         await asyncio.gather(task, return_exceptions=True)
