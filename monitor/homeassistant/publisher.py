@@ -147,6 +147,7 @@ class Discovery:
                 await asyncio.sleep(delay)
 
     async def _load(self) -> bool:
+        self._bulk.clear()  # a load that failed half-way is done again from the start
         async with self._sessions() as session:
             recorded = decode_targets(await repository.get_meta(session, key=META_KEY))
             wanted = self._target if self.enabled else None

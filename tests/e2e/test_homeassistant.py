@@ -233,8 +233,8 @@ def watch(broker: TestBroker) -> Iterator[StatusWatch]:
 def test_home_assistant_discovery_follows_the_fleet_and_the_monitor(
     broker: TestBroker, database_url: str, tmp_path: Path, spawned: Spawned, watch: StatusWatch
 ) -> None:
-    old, new = "ha-known.1", "ha-new-1"
-    broker.add_devices([old, new], "pw")
+    old, new, third = "ha-known.1", "ha-new-1", "ha-known-3"
+    broker.add_devices([old, new, third], "pw")
     # The ACL `clawbeat broker acl --homeassistant-prefix` writes: the monitor writes the
     # discovery topics, Home Assistant's user reads them with clawbeat's status.
     broker.process.acl_path.write_text(render_acl(ROOT, homeassistant_prefix=PREFIX))
@@ -242,11 +242,12 @@ def test_home_assistant_discovery_follows_the_fleet_and_the_monitor(
     broker.allow("ha-check", read=[f"{PREFIX}/#", f"{ROOT}/status/#", f"{ROOT}/monitor/#"])
     log = tmp_path / "monitor.log"
 
-    # A device the monitor knows before discovery is turned on.
+    # Devices the monitor knows before discovery is turned on.
     plain = MonitorProcess(broker, database_url, log, **FAST)
     plain.start(probe=watch)
-    spawned.publish(old, "presence", json.dumps({"state": "online", "session": "s1"}))
-    watch.wait_state(old, "online")
+    for known in (old, third):
+        spawned.publish(known, "presence", json.dumps({"state": "online", "session": "s1"}))
+        watch.wait_state(known, "online")
     assert plain.terminate() == 0
     assert retained_discovery(broker) == {}
 
@@ -256,7 +257,9 @@ def test_home_assistant_discovery_follows_the_fleet_and_the_monitor(
     try:
         monitor.start(probe=watch)
         # Known at start: published.
-        wait_until(lambda: ha.config("sensor", old), 15, what="discovery of the known device")
+        wait_until(
+            lambda: all(ha.config("sensor", d) for d in (old, third)), 15, what="known devices"
+        )
         # First heard now: published, with the firmware it announces.
         device = spawned.device(new, extra=("--fw", "2.4.1"))
         watch.wait_state(new, "online")
@@ -271,14 +274,14 @@ def test_home_assistant_discovery_follows_the_fleet_and_the_monitor(
         state = wait_until(lambda: with_fw("sensor"), 15, what="new device's sensor")
 
         configs = ha.configs()
-        assert len(configs) == 4  # two components for each of the two devices
+        assert len(configs) == 6  # two components for each of the three devices
         for topic, payload in configs.items():
             check_schema(topic, payload, payload["device"]["name"])
         # Both components of a device under one HA device; unique ids stable and distinct.
         assert connectivity["device"] == state["device"]
         assert connectivity["device"]["sw_version"] == "2.4.1"
-        assert len({p["unique_id"] for p in configs.values()}) == 4
-        assert len({json.dumps(p["device"]["identifiers"]) for p in configs.values()}) == 2
+        assert len({p["unique_id"] for p in configs.values()}) == 6
+        assert len({json.dumps(p["device"]["identifiers"]) for p in configs.values()}) == 3
         # Retained, for an HA that starts later.
         assert retained_discovery(broker).keys() == configs.keys()
 
@@ -310,20 +313,26 @@ def test_home_assistant_discovery_follows_the_fleet_and_the_monitor(
         assert not available(connectivity, ha.last(presence_topic))
         assert not available(state, ha.last(presence_topic))
 
-        # Back, and ops forget a device: HA's copy goes too.
+        # Ops forget a device while no monitor runs: cleared from HA at the next start.
+        monitor.cli("devices", "forget", third)
         monitor.start(probe=watch)
         wait_until(lambda: available(connectivity, ha.last(presence_topic)), 10, what="online")
+        wait_until(lambda: ha.config("sensor", third) is None, 15, what="forgotten at start")
+        assert ha.config("binary_sensor", third) is None
+
+        # And one forgotten while it runs: HA's copy goes at once.
+        old_status = f"{ROOT}/status/{old}"
+        cleared_before = len(ha.matching(lambda m: not m.payload))
         monitor.cli("devices", "forget", old)
         wait_until(lambda: ha.config("sensor", old) is None, 15, what="forgotten device removed")
         assert ha.config("binary_sensor", old) is None
+
         # HA is told before the device's status is cleared, so it never reads an empty
         # status of an entity it still has.
-        old_status = f"{ROOT}/status/{old}"
-
         def cleared() -> list[str]:
             return [
                 m.topic
-                for m in ha.matching(lambda m: not m.payload)
+                for m in ha.matching(lambda m: not m.payload)[cleared_before:]
                 if m.topic.startswith(f"{PREFIX}/") or m.topic == old_status
             ]
 
