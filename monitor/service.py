@@ -250,7 +250,8 @@ class MonitorService:
             )
             if before is not None and not result.transitions:
                 self._refresh_status(device_id, before, hb, wall)
-            self._observe_risk(device_id, hb, result, before, now)
+            if self.settings.risk_cycle > 0:
+                self._observe_risk(device_id, hb, result, before, now)
         self._apply(result.transitions)
         return result
 

@@ -116,9 +116,9 @@ def fit_classifier(
     rows = np.concatenate([pos, neg])
     weights = np.concatenate([np.ones(len(pos)), np.full(len(neg), weight_neg)])
     clf = HistGradientBoostingClassifier(
-        max_iter=100,
+        max_iter=60,
         learning_rate=0.1,
-        max_leaf_nodes=31,
+        max_leaf_nodes=15,
         min_samples_leaf=40,
         l2_regularization=1.0,
         early_stopping=False,
