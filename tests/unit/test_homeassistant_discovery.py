@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 from device_client.protocol import Topics
 from monitor.homeassistant.discovery import (
@@ -48,3 +49,15 @@ def test_record_round_trips_and_garbage_reads_as_nothing() -> None:
     assert decode_targets(encode_targets(set())) == set()
     for garbage in (None, "", "{", "[1]", '{"prefix": "x"}', "[{}]"):
         assert decode_targets(garbage) == set()
+
+
+def test_the_documented_example_is_what_is_published() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "homeassistant.md").read_text()
+    example = re.search(r"```json\n(.*?)```", doc, re.DOTALL)
+    assert example is not None
+    target = Target.for_root("homeassistant", "clawbeat/v1")
+    payloads = dict(device_payloads(target, Topics(), "pump-7", fw="2.4.1", version="0.1.0"))
+    assert json.loads(payloads["homeassistant/sensor/clawbeat_v1/pump-7/config"]) == json.loads(
+        example.group(1)
+    )
+    assert "homeassistant/binary_sensor/clawbeat_v1/pump-7/config" in doc
