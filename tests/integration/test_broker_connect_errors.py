@@ -1,15 +1,15 @@
 """A monitor that cannot reach its broker keeps trying and says what is wrong, and where.
 
-Wrong password, closed port, unknown host: each is logged as what it is (never as a
-"lost" connection that never existed), repeated while it lasts, and shown in
-``/health/ready`` and ``clawbeat_broker_connect_failures_total{reason}``.
+Wrong password, closed port, unknown host, a broker that never answers: each is logged
+as what it is (never as a "lost" connection that never existed), repeated while it
+lasts, and shown in ``/health/ready`` and ``clawbeat_broker_connect_failures_total``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import httpx
@@ -21,6 +21,7 @@ from monitor.process import MonitorProcess
 from monitor.settings import MonitorSettings
 from tests.harness.api import FAST, wait_for
 from tests.harness.mosquitto import TestBroker
+from tests.harness.tcp_proxy import TcpProxy
 
 pytestmark = [
     pytest.mark.anyio,
@@ -62,9 +63,23 @@ async def _failures(client: httpx.AsyncClient) -> dict[str, float]:
     }
 
 
-def _cases(broker: TestBroker) -> dict[str, tuple[str, str, str]]:
+@pytest.fixture
+def blackhole(broker: TestBroker) -> Iterator[TcpProxy]:
+    """A path to the broker that carries nothing: connects, then silence."""
+    proxy = TcpProxy(broker.host, broker.port)
+    proxy.blackhole()
+    yield proxy
+    proxy.close()
+
+
+def _cases(broker: TestBroker, blackhole: TcpProxy) -> dict[str, tuple[str, str, str]]:
     closed = free_port()
     return {
+        "silent-broker": (
+            f"mqtt://monitor:pw@127.0.0.1:{blackhole.port}",
+            "timeout",
+            "no answer from the broker in time",
+        ),
         # case: (URL, reason label, what the message says)
         "wrong-password": (
             broker.url(broker.monitor_user, "not-the-password"),
@@ -80,11 +95,15 @@ def _cases(broker: TestBroker) -> dict[str, tuple[str, str, str]]:
     }
 
 
-@pytest.mark.parametrize("case", ["wrong-password", "closed-port", "unknown-host"])
+@pytest.mark.parametrize("case", ["wrong-password", "closed-port", "unknown-host", "silent-broker"])
 async def test_connect_failures_are_named_repeated_and_exposed(
-    broker: TestBroker, database_url: str, caplog: pytest.LogCaptureFixture, case: str
+    broker: TestBroker,
+    blackhole: TcpProxy,
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
 ) -> None:
-    url, reason, says = _cases(broker)[case]
+    url, reason, says = _cases(broker, blackhole)[case]
     where = url.split("@", 1)[1]
     caplog.set_level(logging.DEBUG, logger="clawbeat.mqtt")
 
@@ -97,7 +116,8 @@ async def test_connect_failures_are_named_repeated_and_exposed(
 
     async with unconnected_monitor(database_url, url) as client:
         # Repeated while it lasts: at least two reports, each naming the broker and why.
-        await wait_for(lambda: len(reports()) >= 2, timeout=30, what="two reports")
+        # A silent broker costs each attempt the 10 s CONNACK timeout.
+        await wait_for(lambda: len(reports()) >= 2, timeout=60, what="two reports")
         for line in reports():
             assert line.startswith(f"cannot connect to broker mqtt://monitor@{where}: ")
             assert says in line
@@ -118,6 +138,6 @@ async def test_connect_failures_are_named_repeated_and_exposed(
         async def more() -> bool:
             return (await _failures(client))[reason] > first
 
-        await wait_for(more, timeout=30, what="another attempt")
+        await wait_for(more, timeout=60, what="another attempt")
         others = {k: v for k, v in (await _failures(client)).items() if k != reason}
         assert set(others.values()) == {0}
