@@ -218,7 +218,9 @@ def test_a_blackholed_link_is_noticed_before_any_device_deadline(
         proxy.restore()
         restored = time.time()
 
-        blind_at = _logged_at(monitor, "blind: the broker link has not answered a probe", cut)
+        # Normally for the unanswered probe; on a starved machine its own stall may say
+        # it first. Either way, in time.
+        blind_at = _logged_at(monitor, "clawbeat.monitor: blind: ", cut)
         assert blind_at is not None, monitor.log_tail()
         # The first device deadline it could have blamed: a heartbeat due just as the
         # link died is late one grace later.
