@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from collections import Counter as CounterOf
 
     from monitor.alerts.shell import Alerting
+    from monitor.config_sync import ConfigSync
     from monitor.ingest import Ingest
     from monitor.live_events import EventHub
     from monitor.liveness.engine import LivenessEngine
@@ -58,6 +59,7 @@ class Observed(Protocol):
     risk: RiskScorer
     events: EventHub
     counts: CounterOf[str]
+    config: ConfigSync
     sight: Sight | None
 
 
@@ -160,7 +162,7 @@ class _LiveCollector(Collector):
             labels=["action"],
         )
         for action in ("cleared", "rewritten", "pushed"):
-            configs.add_metric([action], service.counts.get(f"config_{action}", 0))
+            configs.add_metric([action], service.config.counts.get(action, 0))
         yield configs
         yield from self._store(service)
         yield from self._alerts(service)

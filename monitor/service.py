@@ -14,13 +14,12 @@ import asyncio
 import contextlib
 import gc
 import logging
-import math
 import secrets
 import signal
 import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol, TypeVar
 
@@ -30,13 +29,12 @@ from device_client.protocol import (
     Heartbeat,
     OfflineReason,
     Presence,
-    ProtocolError,
     Topics,
-    decode_config,
     encode_config,
 )
 from device_client.urls import parse_broker_url
 from monitor.alerts.shell import Alerting
+from monitor.config_sync import TIMING_SETTINGS, ConfigSync, DefaultTiming
 from monitor.errors import ConfigError
 from monitor.forgotten_devices import ForgottenDevices
 from monitor.homeassistant.publisher import Discovery
@@ -44,7 +42,6 @@ from monitor.ingest import Ingest
 from monitor.live_events import EventHub, transition_event
 from monitor.liveness.engine import LivenessEngine
 from monitor.liveness.outcomes import EventResult, Outcome
-from monitor.liveness.policy import DEFAULT_CLASS, Policy
 from monitor.liveness.snapshot import DeviceSnapshot
 from monitor.liveness.states import Transition
 from monitor.metrics import ServiceMetrics
@@ -61,7 +58,6 @@ from monitor.sources.resolve import engine_view
 from monitor.state_rows import (
     device_row,
     engine_snapshot,
-    policy_from_class,
     rollup_minute,
     transition_row,
 )
@@ -152,14 +148,15 @@ class MonitorService:
         self._stop = asyncio.Event()
         self._started_wall = time.time()
         self._warmed_up = False
-        self._config_version: str | None = None
-        # Sparse (absent = none/False), see _Config.
-        self._overrides: dict[str, float] = {}
-        self._maintenance: dict[str, bool] = {}
-        self._pushed: dict[str, float] = {}  # interval on each config topic
-        # Devices whose wanted config the broker has not shown yet, until warm-up ends
-        # (config_message, _push_unseen_configs); None once reconciled.
-        self._config_unseen: set[str] | None = None
+        # Ops changes in the database as engine commands; retained config topics.
+        self.config = ConfigSync(
+            DefaultTiming(
+                grace=settings.grace,
+                missed_limit=settings.missed_limit,
+                lost_after=settings.lost_after,
+                explicit=frozenset(settings.model_fields_set & set(TIMING_SETTINGS)),
+            )
+        )
         self.forgotten = ForgottenDevices(self.topics)  # clawbeat devices forget
         self.homeassistant = Discovery(settings, self.topics, self.sessions)  # HA discovery
         self._to_purge: set[str] = set()
@@ -176,7 +173,7 @@ class MonitorService:
 
     async def _load(self) -> LivenessEngine:
         await check_schema(self.settings.database_url)
-        config = _Config()
+        config = self.config.fresh()
         async with self.sessions() as session:
             # The version first: a change committed while loading is then seen as newer
             # by the poll loop, and applied.
@@ -187,7 +184,7 @@ class MonitorService:
             if await repository.purge_forgotten(session, device_ids=self.forgotten.ids()):
                 await session.commit()
             classes = await repository.list_classes(session)
-            policies = self._policies(classes)
+            policies = config.policies(classes)
             engine = LivenessEngine(
                 classes=policies,
                 default_interval=self.settings.default_interval,
@@ -200,13 +197,8 @@ class MonitorService:
                 engine.load([engine_snapshot(s) for s in partition], now, wall)
                 config.remember(partition, by_class)
         # Only a complete load becomes the service's state.
-        self._config_version = version
-        self._overrides, self._maintenance, self._pushed = (
-            config.overrides,
-            config.maintenance,
-            config.pushed,
-        )
-        self._config_unseen = set(config.pushed)
+        config.loaded(version)
+        self.config = config
         log.info("loaded %d devices and %d classes", len(engine), len(policies))
         # A million long-lived device records would make every full GC pass walk them
         # all (~0.5 s stalls); they live as long as the process, so take them out of it.
@@ -358,11 +350,9 @@ class MonitorService:
             self.risk.forget(device_id)
             self.alerting.forget_device(device_id)
             self.writer.forget(device_id)
-            for table in (self._overrides, self._maintenance, self._pushed, self._first_seen):
-                table.pop(device_id, None)
+            self.config.forget(device_id)
+            self._first_seen.pop(device_id, None)
             self._latest.pop(device_id, None)
-            if self._config_unseen is not None:
-                self._config_unseen.discard(device_id)
             self.homeassistant.forget(device_id)  # first: HA drops it before its status
             self._clear_retained(self.forgotten.retained_topics(device_id))
             self._to_purge.add(device_id)
@@ -470,7 +460,7 @@ class MonitorService:
             self._count_missed()
             self._drain_dirty()
             assert self.engine is not None
-            if self._config_unseen is not None and self._warmed_up and not self.engine.warming_up:
+            if self.config.reconciling and self._warmed_up and not self.engine.warming_up:
                 self._push_unseen_configs()
             self._status_period = refresh_period(
                 len(self.engine),
@@ -528,7 +518,7 @@ class MonitorService:
             try:
                 async with self.sessions() as session:
                     version = await repository.get_meta(session, key=CONFIG_VERSION_KEY)
-                    if version == self._config_version:
+                    if version == self.config.version:
                         continue
                     classes = await repository.list_classes(session)
                     snapshots = await repository.load_devices(session)
@@ -536,68 +526,37 @@ class MonitorService:
             except Exception as exc:  # noqa: BLE001 - the database may be down; retry
                 log.debug("config poll failed: %s", exc)
                 continue
-            self._config_version = version
+            self.config.version = version
             self._forget(self.forgotten.update(forgotten))
             self._apply_config(classes, snapshots)
 
-    def _policies(self, classes: list[DeviceClass]) -> dict[str, Policy]:
-        policies = {c.name: policy_from_class(c) for c in classes}
-        policies.setdefault(
-            DEFAULT_CLASS,
-            Policy(
-                grace=self.settings.grace,
-                missed_limit=self.settings.missed_limit,
-                lost_after=self.settings.lost_after,
-            ),
-        )
-        # Timing settings given explicitly (env or flags) override the stored default
-        # class, so `CLAWBEAT_GRACE=...` means what it says even on an old database.
-        # Only those fields: the rest of the default class follows the database, also
-        # when ops change it at run time (`clawbeat classes set default --lost-after`).
-        explicit = self.settings.model_fields_set & {"grace", "missed_limit", "lost_after"}
-        if explicit:
-            base = policies[DEFAULT_CLASS]
-            policies[DEFAULT_CLASS] = Policy(
-                interval=base.interval,
-                grace=self.settings.grace if "grace" in explicit else base.grace,
-                missed_limit=self.settings.missed_limit
-                if "missed_limit" in explicit
-                else base.missed_limit,
-                lost_after=self.settings.lost_after
-                if "lost_after" in explicit
-                else base.lost_after,
-            )
-        return policies
-
     def _apply_config(self, classes: list[DeviceClass], snapshots: list[StoredDevice]) -> None:
-        assert self.engine is not None
+        """Carry out what config sync says the stored configuration asks for."""
+        engine = self.engine
+        assert engine is not None
         now, wall = time.monotonic(), time.time()
         # Statuses to republish: the interval or class they show changed.
-        outdated = set(self.engine.set_classes(self._policies(classes)))
+        outdated = set(engine.set_classes(self.config.policies(classes)))
         self._retime_sight()  # the smallest grace may have changed
-        by_class = {c.name: c.interval for c in classes}
-        for snap in snapshots:
-            current = self.engine.snapshot(snap.id)
+        for change in self.config.changes(classes, snapshots, known=engine.__contains__):
+            device_id = change.device_id
+            current = engine.snapshot(device_id)
             if current is None:
                 continue
-            if current.device_class != snap.class_name:
-                outdated.add(snap.id)
-            self.engine.set_class(snap.id, snap.class_name)
-            self.risk.set_class(snap.id, snap.class_name)
-            if self._overrides.get(snap.id) != snap.interval_override:
-                _set_sparse(self._overrides, snap.id, snap.interval_override)
-                self.engine.set_interval_override(snap.id, snap.interval_override)
-            if self._effective_interval(snap.id) != current.effective_interval:
-                outdated.add(snap.id)
-            wanted = _wanted_interval(snap, by_class)
-            if self._pushed.get(snap.id) != wanted:
-                _set_sparse(self._pushed, snap.id, wanted)
-                self._push_config(snap.id, wanted)
-            if self._maintenance.get(snap.id, False) != snap.in_maintenance:
-                _set_sparse(self._maintenance, snap.id, snap.in_maintenance or None)
-                self._apply(self.engine.set_maintenance(snap.id, snap.in_maintenance, now, wall))
+            if current.device_class != change.class_name:
+                outdated.add(device_id)
+            engine.set_class(device_id, change.class_name)
+            self.risk.set_class(device_id, change.class_name)
+            if change.override_changed:
+                engine.set_interval_override(device_id, change.override)
+            if self._effective_interval(device_id) != current.effective_interval:
+                outdated.add(device_id)
+            if change.push_changed:
+                self._push_config(device_id, change.push)
+            if change.maintenance is not None:
+                self._apply(engine.set_maintenance(device_id, change.maintenance, now, wall))
         for device_id in outdated:
-            changed = self.engine.snapshot(device_id)
+            changed = engine.snapshot(device_id)
             if changed is not None:
                 self._publish_status(changed)
         log.info("applied configuration changes")
@@ -624,8 +583,8 @@ class MonitorService:
         if self.engine is None:
             return
         self._apply_config(classes, snapshots)
-        if current == version and previous == self._config_version:
-            self._config_version = version
+        if current == version and previous == self.config.version:
+            self.config.version = version
 
     @property
     def started_wall(self) -> float:
@@ -649,25 +608,10 @@ class MonitorService:
         """
         if not retained:
             return
-        if self._config_unseen is not None:
-            self._config_unseen.discard(device_id)
-        wanted = self._pushed.get(device_id)
-        try:
-            held: float | None = decode_config(payload).interval if payload else None
-        except ProtocolError:
-            held = math.nan  # equal to nothing: rewritten (or cleared)
-        if held == wanted:
-            return
-        action = "cleared" if wanted is None else "rewritten"
-        self.counts[f"config_{action}"] += 1
-        log.debug(
-            "config of %s %s: the broker held %s, the database wants %s",
-            device_id,
-            action,
-            held,
-            wanted,
-        )
-        self._push_config(device_id, wanted)
+        push = self.config.held(device_id, payload)
+        if push is not None:
+            log.debug("config of %s %s to what the database wants", device_id, push.action)
+            self._push_config(device_id, push.interval)
 
     def _push_unseen_configs(self) -> None:
         """Warm-up is over: push the configs the database wants that the broker lacked.
@@ -676,22 +620,17 @@ class MonitorService:
         subscription, warm-up lasts at least an interval). A config pushed twice is
         harmless: the device is told the interval it already has.
         """
-        unseen, self._config_unseen = self._config_unseen or set(), None
-        pushed = 0
-        for device_id in unseen:
-            wanted = self._pushed.get(device_id)
-            if wanted is not None:
-                self._push_config(device_id, wanted)
-                pushed += 1
-        self.counts["config_pushed"] += pushed
-        reconciled = {k: self.counts[f"config_{k}"] for k in ("cleared", "rewritten")}
-        if pushed or any(reconciled.values()):
+        pushes = self.config.unseen()
+        for push in pushes:
+            self._push_config(push.device_id, push.interval)
+        counts = self.config.counts
+        if counts["pushed"] or counts["cleared"] or counts["rewritten"]:
             log.info(
                 "config topics reconciled with the database: %d cleared, %d rewritten, "
                 "%d pushed (missing on the broker)",
-                reconciled["cleared"],
-                reconciled["rewritten"],
-                pushed,
+                counts["cleared"],
+                counts["rewritten"],
+                counts["pushed"],
             )
 
     # ------------------------------------------------------------ sight
@@ -907,41 +846,3 @@ class MonitorService:
         await self.db.dispose()
         self.transition_log.flush(time.monotonic(), force=True)
         log.info("stopped")
-
-
-@dataclass
-class _Config:
-    """Per-device configuration the service tracks, as loaded at start-up.
-
-    Sparse on purpose: most devices have no override, no maintenance and no pushed
-    interval, and a million entries of None would cost ~100 bytes per device.
-    """
-
-    overrides: dict[str, float] = field(default_factory=dict)
-    maintenance: dict[str, bool] = field(default_factory=dict)
-    pushed: dict[str, float] = field(default_factory=dict)
-
-    def remember(self, snapshots: list[StoredDevice], by_class: dict[str, float | None]) -> None:
-        for s in snapshots:
-            if s.interval_override is not None:
-                self.overrides[s.id] = s.interval_override
-            if s.in_maintenance:
-                self.maintenance[s.id] = True
-            wanted = _wanted_interval(s, by_class)
-            if wanted is not None:
-                self.pushed[s.id] = wanted
-
-
-def _wanted_interval(snap: StoredDevice, by_class: dict[str, float | None]) -> float | None:
-    """The interval a device is told: its override, else its class's, else none."""
-    if snap.interval_override is not None:
-        return snap.interval_override
-    return by_class.get(snap.class_name)
-
-
-def _set_sparse(table: dict[str, _V], key: str, value: _V | None) -> None:
-    """Store ``value``, or forget ``key`` when it is None (absent means None)."""
-    if value is None:
-        table.pop(key, None)
-    else:
-        table[key] = value

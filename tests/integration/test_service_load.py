@@ -54,9 +54,9 @@ async def test_load_restores_every_device_and_only_the_configuration_there_is(
     assert snap is not None
     assert snap.override_interval == 5.0
     # Sparse: entries only for the two devices configured.
-    assert service._overrides == {"d001": 5.0}
-    assert service._maintenance == {"d002": True}
-    assert service._pushed == {"d001": 5.0}
+    assert service.config.overrides == {"d001": 5.0}
+    assert service.config.maintenance == {"d002": True}
+    assert service.config.pushed == {"d001": 5.0}
 
 
 async def test_a_database_failing_during_the_load_is_a_store_error(database_url: str) -> None:
@@ -71,4 +71,4 @@ async def test_a_database_failing_during_the_load_is_a_store_error(database_url:
     with pytest.raises(StoreError):
         await service._load()
     assert service.engine is None
-    assert service._overrides == {}
+    assert service.config.overrides == {}
