@@ -204,7 +204,10 @@ class Fleet(LinkListener):
             plan_degradation(
                 options.devices,
                 fraction=options.degrade_fraction,
-                duration=(options.duration or 2 * 86_400.0) * options.degrade_speed,
+                # The schedule spans the run; an open-ended run gets two days of it.
+                duration=(
+                    options.duration * options.degrade_speed if options.duration else 2 * 86_400.0
+                ),
                 seed=options.seed,
             )
             if options.degrade_fraction > 0

@@ -160,6 +160,9 @@ def _start_and_supervise(
                 "--die-fraction", "0.02",
                 "--mute-fraction", "0.02",
                 "--flap-fraction", "0.01",
+                # A few degrade first (the At risk panel): two days of decline in 48 min.
+                "--degrade-fraction", "0.04",
+                "--degrade-speed", "60",
             ],
             env=env,
             start_new_session=True,
