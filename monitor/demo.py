@@ -26,7 +26,7 @@ from broker.runner import BrokerProcess, port_in_use
 from monitor.demo_token import demo_admin_token
 from monitor.errors import ConfigError
 from monitor.settings import MonitorSettings
-from monitor.web.server import parse_bind
+from monitor.web.bind import parse_bind
 
 SIM_PASSWORD_FILE = "sim-password"  # noqa: S105 - a file name, not a password
 TOKEN_FILE = "demo-token"  # noqa: S105 - a file name, not a token

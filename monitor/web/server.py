@@ -25,23 +25,12 @@ import uvicorn
 from monitor.errors import ConfigError
 from monitor.service import MonitorService
 from monitor.web.app import create_app
+from monitor.web.bind import parse_bind
 from monitor.web.routes_read import summary_of
 
 log = logging.getLogger("clawbeat.web")
 
 _GRACEFUL_SECONDS: Final = 2
-
-
-def parse_bind(value: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) -> (host, port); raises ConfigError."""
-    host, sep, port_text = value.strip().rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65_535:
-        raise ConfigError(
-            f"http_bind {value!r}: expected HOST:PORT such as 127.0.0.1:8080 "
-            "(CLAWBEAT_HTTP_BIND or --http-bind; empty disables the HTTP server)"
-        )
-    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - ':8080' asks for every interface
-    return host, int(port_text)
 
 
 class _EmbeddedServer(uvicorn.Server):

@@ -10,6 +10,8 @@ See docs/architecture.md for what each layer holds.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
@@ -230,6 +232,20 @@ def test_no_import_cycle() -> None:
                 if len(component) > 1:
                     cycles.append(sorted(component))
     assert cycles == []
+
+
+def test_commands_other_than_the_monitor_start_without_the_mqtt_and_web_stacks() -> None:
+    # `clawbeat status`, `token create`, ... parse their arguments through monitor.cli:
+    # importing it must not pay for aiomqtt, FastAPI or scikit-learn.
+    probe = (
+        "import sys, monitor.cli; "
+        "print(sorted(m for m in ('aiomqtt', 'fastapi', 'uvicorn', 'sklearn', "
+        "'monitor.service') if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout.strip()
+    assert loaded == "[]"
 
 
 def test_the_graph_is_read() -> None:
