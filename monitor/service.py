@@ -41,7 +41,7 @@ from monitor.homeassistant.publisher import Discovery
 from monitor.ingest import Ingest
 from monitor.live_events import EventHub, transition_event
 from monitor.liveness.engine import LivenessEngine
-from monitor.liveness.outcomes import EventResult, Outcome
+from monitor.liveness.outcomes import Cadence, EventResult, Outcome
 from monitor.liveness.snapshot import DeviceSnapshot
 from monitor.liveness.states import Transition
 from monitor.metrics import ServiceMetrics
@@ -220,8 +220,8 @@ class MonitorService:
         if sight is not None and sight.overdue(now):
             # Woken from a stall with heartbeats queued: blind before the first is read.
             self._sight_changed(sight.check(now, wall), now)
-        before = None if retained else self.engine.cadence(device_id)
         result = self.engine.heartbeat(device_id, hb, now, wall, retained=retained)
+        before = result.before
         if result.outcome in (Outcome.ACCEPTED, Outcome.RECONNECTED):
             self._latest[device_id] = _Latest(hb.fw, hb.metrics)
             latency_ms = None if result.latency is None else result.latency * 1000.0
@@ -252,7 +252,7 @@ class MonitorService:
         device_id: str,
         hb: Heartbeat,
         result: EventResult,
-        before: tuple[str | None, float | None, float] | None,
+        before: Cadence | None,
         now: float,
     ) -> None:
         assert self.engine is not None
@@ -273,7 +273,7 @@ class MonitorService:
     def _refresh_status(
         self,
         device_id: str,
-        before: tuple[str | None, float | None, float],
+        before: Cadence,
         hb: Heartbeat,
         wall: float,
     ) -> None:

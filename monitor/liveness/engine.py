@@ -134,7 +134,7 @@ from monitor.liveness.clock import skewed
 from monitor.liveness.clock import update as clock_update
 from monitor.liveness.errors import InvalidPolicy, UnknownDevice
 from monitor.liveness.missed import missed_between
-from monitor.liveness.outcomes import EventResult, Outcome
+from monitor.liveness.outcomes import Cadence, EventResult, Outcome
 from monitor.liveness.policy import (
     DEFAULT_CLASS,
     DEFAULT_INTERVAL,
@@ -245,6 +245,7 @@ class LivenessEngine:
         if dev is None:
             dev = self._register(device_id, _ONLINE, hb.session, now, wall, out=out)
             outcome = Outcome.ACCEPTED
+            before: Cadence | None = None
         else:
             session = hb.session
             if session == dev.session:
@@ -257,8 +258,10 @@ class LivenessEngine:
             elif session == dev.prev_session:
                 return _STALE_SESSION
             else:
-                self._adopt(dev, session, now)
                 outcome = Outcome.RECONNECTED
+            before = (dev.session, dev.last_seen_wall, self._interval(dev))
+            if outcome is Outcome.RECONNECTED:
+                self._adopt(dev, session, now)
         missed, gap = self._owed_at_heartbeat(dev, now)
         dev.missed_from = now
         dev.missed_counted = 0
@@ -275,7 +278,7 @@ class LivenessEngine:
         self._rearm(dev)
         self._dirty.add(device_id)
         latency = None if hb.ts is None else self._clock_sample(dev, hb.ts, wall)
-        return EventResult(outcome, tuple(out), latency, missed, gap)
+        return EventResult(outcome, tuple(out), latency, missed, gap, before)
 
     def presence(
         self,
@@ -530,7 +533,7 @@ class LivenessEngine:
         dev = self._devices.get(device_id)
         return None if dev is None else self._snapshot(dev)
 
-    def cadence(self, device_id: str) -> tuple[str | None, float | None, float] | None:
+    def cadence(self, device_id: str) -> Cadence | None:
         """``(session, last_seen_wall, effective interval)`` of a device, or None.
 
         The per-heartbeat fast path of :meth:`snapshot` for the shell's inter-arrival

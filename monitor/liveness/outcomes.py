@@ -25,6 +25,10 @@ class Outcome(StrEnum):
     """Would have changed state, but the device is in maintenance."""
 
 
+# (session, last_seen_wall, effective interval) of a device.
+Cadence = tuple[str | None, float | None, float]
+
+
 @dataclass(frozen=True, slots=True)
 class EventResult:
     outcome: Outcome
@@ -40,3 +44,7 @@ class EventResult:
     gap: float | None = None
     """Seconds since the previous heartbeat of the same session that this monitor
     heard with no blind period between them (for jitter), else None."""
+    before: Cadence | None = None
+    """The device's cadence before this heartbeat, for accepted fresh heartbeats of a
+    device already tracked (None for a new one): what the shell compares the heartbeat
+    with (jitter, whether its retained status became untrue)."""

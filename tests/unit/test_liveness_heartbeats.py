@@ -279,3 +279,15 @@ def test_devices_are_independent() -> None:
     beat(engine, 20.0, 1, device="b")
     assert [(t.device_id, t.new) for t in engine.tick(40.0, T0 + 40)] == [("a", State.LATE)]
     assert [(t.device_id, t.new) for t in engine.tick(60.0, T0 + 60)] == [("b", State.LATE)]
+
+
+def test_a_heartbeat_says_the_cadence_it_replaced() -> None:
+    engine = LivenessEngine()
+    assert beat(engine, 5.0, 1).before is None  # a new device has none
+    second = beat(engine, 35.0, 2, interval=10.0)
+    assert second.before == ("s1", T0 + 5.0, 30.0)  # before the new announcement
+    # A reconnect reports the old session's cadence, then adopts the new one.
+    third = beat(engine, 40.0, 1, session="s2", interval=10.0)
+    assert third.outcome is Outcome.RECONNECTED
+    assert third.before == ("s1", T0 + 35.0, 10.0)
+    assert beat(engine, 41.0, 1, session="s2").before is None  # a duplicate: nothing
