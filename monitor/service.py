@@ -19,7 +19,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Protocol, TypeVar
 
@@ -79,14 +79,6 @@ _V = TypeVar("_V")
 _CLEARED = EventResult(Outcome.RETAINED_CLAIM)
 
 
-@dataclass
-class _Latest:
-    """Heartbeat details the engine does not keep (to stay small), held until flushed."""
-
-    fw: str | None
-    metrics: dict[str, object]
-
-
 class Face(Protocol):
     """What the service runs for a face built on top of it (the HTTP server): bound once
     the state is loaded, so a bad setting fails the start; served until cancelled."""
@@ -139,7 +131,6 @@ class MonitorService:
         self.alerting = Alerting(settings, self.sessions, self.topics)  # monitor/alerts
         self.counts: Counter[str] = Counter()
         self.transition_log = TransitionLog(log)
-        self._latest: dict[str, _Latest] = {}
         # When each device registered since the last flush was first seen (its first
         # transition), so its new row says that rather than when it was flushed.
         self._first_seen: dict[str, float] = {}
@@ -223,7 +214,6 @@ class MonitorService:
         result = self.engine.heartbeat(device_id, hb, now, wall, retained=retained)
         before = result.before
         if result.outcome in (Outcome.ACCEPTED, Outcome.RECONNECTED):
-            self._latest[device_id] = _Latest(hb.fw, hb.metrics)
             latency_ms = None if result.latency is None else result.latency * 1000.0
             # Inter-arrival figures only between beats of one session this process heard
             # with no blind period between (the engine says): any other gap is an
@@ -352,7 +342,6 @@ class MonitorService:
             self.writer.forget(device_id)
             self.config.forget(device_id)
             self._first_seen.pop(device_id, None)
-            self._latest.pop(device_id, None)
             self.homeassistant.forget(device_id)  # first: HA drops it before its status
             self._clear_retained(self.forgotten.retained_topics(device_id))
             self._to_purge.add(device_id)
@@ -481,16 +470,9 @@ class MonitorService:
         # forgotten meanwhile leaves nothing behind).
         first_seen, self._first_seen = self._first_seen, {}
         for snap in self.engine.drain_dirty():
-            latest = self._latest.pop(snap.device_id, None)
-            fw = latest.fw if latest else None
-            self.homeassistant.seen(snap.device_id, fw, new=snap.device_id in first_seen)
+            self.homeassistant.seen(snap.device_id, snap.fw, new=snap.device_id in first_seen)
             self.writer.put_device(
-                device_row(
-                    snap,
-                    fw,
-                    latest.metrics if latest else None,
-                    first_seen=first_seen.get(snap.device_id),
-                )
+                device_row(snap, snap.fw, snap.metrics, first_seen=first_seen.get(snap.device_id))
             )
 
     async def _summary_loop(self) -> None:

@@ -270,6 +270,7 @@ class LivenessEngine:
         dev.last_seen_wall = wall
         dev.anchor = now
         dev.confirmed = True
+        dev.reported = (hb.fw, hb.metrics)
         if hb.interval != dev.announced:
             dev.announced = self._share_interval(hb.interval)
         state = dev.state
@@ -566,7 +567,12 @@ class LivenessEngine:
         """
         dirty, self._dirty = self._dirty, set()
         devices = self._devices
-        return [self._snapshot(devices[device_id]) for device_id in dirty]
+        drained = []
+        for device_id in dirty:
+            dev = devices[device_id]
+            drained.append(self._snapshot(dev))
+            dev.reported = None  # handed over: a million devices do not keep their metrics
+        return drained
 
     def heap_size(self) -> int:
         """Scheduler entries held (live and garbage): for memory metrics."""
@@ -965,6 +971,8 @@ class LivenessEngine:
             effective_interval=self._interval(dev),
             confirmed=dev.confirmed,
             clock_offset=dev.clock_offset,
+            fw=None if dev.reported is None else dev.reported[0],
+            metrics=None if dev.reported is None else dev.reported[1],
         )
 
 

@@ -8,6 +8,7 @@ plus its id and session strings and a few floats; see ``bench/bench_engine.py``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from device_client.protocol import OfflineReason
 from monitor.liveness.clock import StepVotes
@@ -38,6 +39,7 @@ class DeviceRecord:
         "prev_session",
         "queued",
         "reason",
+        "reported",
         "session",
         "since_wall",
         "state",
@@ -86,6 +88,9 @@ class DeviceRecord:
         # and the votes for a step back while one is suspected (clock.py).
         self.clock_offset: float | None = None
         self.clock_step: StepVotes | None = None
+        # What the last heartbeat reported besides liveness (fw, metrics), held only
+        # until the next drain hands it to the store: never a basis of a verdict.
+        self.reported: tuple[str | None, Mapping[str, object]] | None = None
 
 
 class HeldWill:

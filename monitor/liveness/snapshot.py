@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from monitor.liveness.policy import DEFAULT_CLASS
@@ -30,6 +31,10 @@ class DeviceSnapshot:
     clock_offset: float | None = None
     """Estimated device clock minus the monitor's, seconds (``clock.py``); None: no
     heartbeat of the current session carried a ``ts``."""
+    # Reported since the last drain (the store keeps the latest), else None; not
+    # read by load():
+    fw: str | None = None
+    metrics: Mapping[str, object] | None = None
     # Derived -- not read by load():
     effective_interval: float | None = None
     confirmed: bool = False
