@@ -102,13 +102,6 @@ def watch(broker: TestBroker) -> Iterator[AlertWatch]:
 
 
 @pytest.fixture
-def spawned(broker: TestBroker, tmp_path: Path) -> Iterator[Spawned]:
-    procs = Spawned(broker, tmp_path)
-    yield procs
-    procs.close()
-
-
-@pytest.fixture
 def smtp() -> Iterator[SmtpSink]:
     sink = SmtpSink()
     sink.start()

@@ -92,13 +92,6 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
-@pytest.fixture
-def spawned(broker: TestBroker, tmp_path: Path) -> Iterator[Spawned]:
-    procs = Spawned(broker, tmp_path)
-    yield procs
-    procs.close()
-
-
 SENSORS = [f"sensor-{i:05d}" for i in range(12)]
 
 

@@ -21,7 +21,6 @@ from tests.e2e.test_dashboard_browser import (  # noqa: F401 -- fixtures used by
     _sign_in,
     browser,
     playwright,
-    spawned,
 )
 from tests.harness.monitor import MonitorProcess, Spawned, StatusWatch
 from tests.harness.mosquitto import TestBroker
@@ -51,7 +50,7 @@ def _beat(shell: subprocess.Popen[bytes], seq: int, battery: float) -> None:
 def test_at_risk_panel_and_device_reasons(
     broker: TestBroker,
     risk_monitor: MonitorProcess,
-    spawned: Spawned,  # noqa: F811 -- the fixture imported above
+    spawned: Spawned,
     browser: Browser,  # noqa: F811
 ) -> None:
     url = _dashboard_url(risk_monitor)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -213,20 +212,6 @@ def retained_discovery(broker: TestBroker) -> dict[str, dict[str, Any]]:
         return view.configs()
     finally:
         view.close()
-
-
-@pytest.fixture
-def spawned(broker: TestBroker, tmp_path: Path) -> Iterator[Spawned]:
-    procs = Spawned(broker, tmp_path)
-    yield procs
-    procs.close()
-
-
-@pytest.fixture
-def watch(broker: TestBroker) -> Iterator[StatusWatch]:
-    probe = StatusWatch(broker)
-    yield probe
-    probe.close()
 
 
 @SQLITE_ONLY

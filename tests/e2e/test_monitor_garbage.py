@@ -111,13 +111,6 @@ HOSTILE_USERS = ["bad id", "x" * 65, "pümpe-7", "semi;colon", "quote'id"]
 
 
 @pytest.fixture
-def watch(broker: TestBroker) -> Iterator[StatusWatch]:
-    probe = StatusWatch(broker)
-    yield probe
-    probe.close()
-
-
-@pytest.fixture
 def monitor(
     broker: TestBroker, database_url: str, tmp_path: Path, watch: StatusWatch
 ) -> Iterator[MonitorProcess]:

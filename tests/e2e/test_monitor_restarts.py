@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,20 +38,6 @@ FAST = {
 ROOT = "clawbeat/v1"
 FLEET_PASSWORD = "fleet-secret"
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
-
-@pytest.fixture
-def spawned(broker: TestBroker, tmp_path: Path) -> Iterator[Spawned]:
-    procs = Spawned(broker, tmp_path)
-    yield procs
-    procs.close()
-
-
-@pytest.fixture
-def watch(broker: TestBroker) -> Iterator[StatusWatch]:
-    probe = StatusWatch(broker)
-    yield probe
-    probe.close()
 
 
 def _fleet(broker: TestBroker, prefix: str, count: int) -> list[str]:

@@ -7,7 +7,6 @@ reach a writer that is already closed (each would be a traceback and a count in
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,13 +15,6 @@ from tests.harness.monitor import MonitorProcess, Spawned, StatusWatch, read_dev
 from tests.harness.mosquitto import TestBroker
 
 PASSWORD = "shutdown-secret"
-
-
-@pytest.fixture
-def spawned(broker: TestBroker, tmp_path: Path) -> Iterator[Spawned]:
-    procs = Spawned(broker, tmp_path)
-    yield procs
-    procs.close()
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,20 +40,6 @@ FAST = {
 }
 ROOT = "clawbeat/v1"
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
-
-@pytest.fixture
-def spawned(broker: TestBroker, tmp_path: Path) -> Iterator[Spawned]:
-    procs = Spawned(broker, tmp_path)
-    yield procs
-    procs.close()
-
-
-@pytest.fixture
-def watch(broker: TestBroker) -> Iterator[StatusWatch]:
-    probe = StatusWatch(broker)
-    yield probe
-    probe.close()
 
 
 def _wall(iso: str | None) -> float:

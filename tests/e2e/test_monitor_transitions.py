@@ -46,20 +46,6 @@ SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
-def spawned(broker: TestBroker, tmp_path: Path) -> Iterator[Spawned]:
-    procs = Spawned(broker, tmp_path)
-    yield procs
-    procs.close()
-
-
-@pytest.fixture
-def watch(broker: TestBroker) -> Iterator[StatusWatch]:
-    probe = StatusWatch(broker)
-    yield probe
-    probe.close()
-
-
-@pytest.fixture
 def monitor(
     broker: TestBroker, database_url: str, tmp_path: Path, watch: StatusWatch
 ) -> Iterator[MonitorProcess]:

@@ -97,13 +97,6 @@ MONITOR_READS = [
 
 
 @pytest.fixture
-def watch(broker: TestBroker) -> Iterator[StatusWatch]:
-    probe = StatusWatch(broker)
-    yield probe
-    probe.close()
-
-
-@pytest.fixture
 def monitor(
     broker: TestBroker, database_url: str, tmp_path: Path, watch: StatusWatch
 ) -> Iterator[MonitorProcess]:
