@@ -767,7 +767,10 @@ class MonitorService:
             on_connected=self._on_connected,
             on_disconnected=self._on_disconnected,
         )
-        await self.alerting.start(self.engine, self.link)  # open alerts, rules, windows
+        # Open alerts, rules, windows; at-risk rules alert on the scorer's passes.
+        await self.alerting.start(
+            self.engine, self.link, risk=self.risk if self.settings.risk_cycle > 0 else None
+        )
         # Until the first connection the monitor hears nothing: start blind.
         self.engine.suspend(time.monotonic())
         self.risk.blind()

@@ -34,15 +34,18 @@ from monitor.alerts.core import (
     Intent,
     OpenAlert,
     OpenOutage,
+    OpenRiskAlert,
     ResolveAlert,
     ResolveGroup,
     ResolveOutage,
+    ResolveRiskAlert,
     UpdateAlert,
 )
 from monitor.alerts.followup import FollowUpKind
 from monitor.alerts.levels import Severity
 from monitor.alerts.messages import (
     Message,
+    at_risk_message,
     device_message,
     device_summary,
     escalation_message,
@@ -52,6 +55,9 @@ from monitor.alerts.messages import (
     outage_summary,
     recoveries_message,
     repeat_message,
+    risk_cleared_message,
+    risk_reason,
+    risk_summary,
 )
 from monitor.alerts.models import Alert
 from monitor.alerts.repository import NewDelivery
@@ -81,6 +87,7 @@ class AlertActions:
         sessions: async_sessionmaker[AsyncSession],
         *,
         route: Callable[[DeviceContext, Severity], Route],
+        route_risk: Callable[[DeviceContext, str], Route],
         context: Callable[[str], DeviceContext],
         emit: Callable[[bytes], None],
         flap_window: float,
@@ -89,6 +96,7 @@ class AlertActions:
     ) -> None:
         self._sessions = sessions
         self._route = route
+        self._route_risk = route_risk
         self._context = context
         self._emit = emit
         self._flap_window = flap_window
@@ -108,6 +116,10 @@ class AlertActions:
             await self._open_outage(intent)
         elif isinstance(intent, GrowOutage):
             await self._grow_outage(intent)
+        elif isinstance(intent, OpenRiskAlert):
+            await self._open_risk_alert(intent)
+        elif isinstance(intent, ResolveRiskAlert):
+            await self._resolve_risk_alert(intent)
         else:
             await self._resolve_outage(intent)
 
@@ -279,6 +291,110 @@ class AlertActions:
             intent.event,
             message,
             kind="device",
+            severity=alert.severity,
+            status="resolved",
+            at_wall=device.at_wall,
+            device=device,
+            channels=recipients,
+        )
+
+    async def _open_risk_alert(self, intent: OpenRiskAlert) -> None:
+        device = intent.device
+        destinations = self._route_risk(device.context, intent.level)
+        now = datetime.now(UTC)
+        event = Event.AT_RISK
+        async with self._sessions() as session:
+            alert_id = await repository.insert_alert(
+                session,
+                values={
+                    "key": intent.key,
+                    "open_key": f"at-risk:{device.device_id}",
+                    "kind": "at-risk",
+                    "device_id": device.device_id,
+                    "state": device.state,
+                    "reason": risk_reason(intent.reasons),
+                    "severity": Severity.WARNING.value,
+                    "status": repository.OPEN,
+                    "flapping": False,
+                    "title": risk_summary(device.device_id, intent.level),
+                    "details": {
+                        "class": device.context.device_class,
+                        "tags": sorted(device.context.tags),
+                        "risk": intent.level,
+                        "reasons": list(intent.reasons),
+                        "since": device.at_wall,
+                    },
+                    "channels": list(destinations.channels),
+                    "escalate_to": [],
+                    "opened_at": now,
+                    "updated_at": now,
+                    "last_notified_at": now,
+                    "repeats": 0,
+                },
+            )
+            if alert_id is None:
+                return  # done before (a retried write) or already open
+            message = at_risk_message(
+                alert_id=alert_id, device=device, level=intent.level, reasons=intent.reasons
+            )
+            await repository.update_alert_if(
+                session, alert_id=alert_id, expect={}, values={"message": message.body}
+            )
+            await self._notify(
+                session,
+                alert_id,
+                message,
+                key=intent.key,
+                event=event,
+                channels=destinations.channels,
+            )
+            await session.commit()
+        self.stats.alerts_opened += 1
+        self._log.warning("alert #%d: %s", alert_id, message.title)
+        self._publish(
+            alert_id,
+            event,
+            message,
+            kind="at-risk",
+            severity=Severity.WARNING.value,
+            status="open",
+            at_wall=device.at_wall,
+            device=device,
+            channels=destinations.channels,
+            extra={"risk": intent.level, "reasons": list(intent.reasons)},
+        )
+
+    async def _resolve_risk_alert(self, intent: ResolveRiskAlert) -> None:
+        device = intent.device
+        now = datetime.now(UTC)
+        async with self._sessions() as session:
+            alert = await repository.find_open(session, open_key=f"at-risk:{device.device_id}")
+            if alert is None:
+                return
+            won = await repository.update_alert_if(
+                session,
+                alert_id=alert.id,
+                expect={"status": repository.OPEN},
+                values=_resolved(now, state=device.state, reason=intent.note or alert.reason),
+            )
+            if not won or intent.event is None:
+                await session.commit()
+                return
+            details = alert.details or {}
+            message = risk_cleared_message(
+                alert_id=alert.id, device=device, opened=details.get("since")
+            )
+            recipients = tuple(alert.channels)
+            await self._notify(
+                session, alert.id, message, key=intent.key, event=intent.event, channels=recipients
+            )
+            await session.commit()
+        self._log.info("alert #%d: %s", alert.id, message.title)
+        self._publish(
+            alert.id,
+            intent.event,
+            message,
+            kind="at-risk",
             severity=alert.severity,
             status="resolved",
             at_wall=device.at_wall,

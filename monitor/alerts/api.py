@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from monitor.alerts import repository
 from monitor.alerts.errors import InvalidRule, InvalidSchedule
-from monitor.alerts.levels import Severity
+from monitor.alerts.levels import ALERTING_RISK_LEVELS, Severity
 from monitor.alerts.messages import trial_message
 from monitor.alerts.models import (
     Alert,
@@ -35,7 +35,7 @@ from monitor.alerts.models import (
     Mute,
 )
 from monitor.alerts.notifier import AppriseNotifier, Notifier, check_url, redact
-from monitor.alerts.routing import Rule
+from monitor.alerts.routing import AT_RISK, RULE_KINDS, STATE, Rule
 from monitor.alerts.schedule import Scope, Window, parse_every, zone
 
 _NAME: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -185,14 +185,31 @@ async def put_rule(
     tags: Iterable[str] = (),
     min_severity: str = "critical",
     escalate_to: Iterable[str] = (),
+    kind: str = STATE,
+    min_risk: str | None = None,
     now: datetime | None = None,
 ) -> AlertRule:
-    """Create or replace a routing rule (see :mod:`monitor.alerts.routing`)."""
+    """Create or replace a routing rule (see :mod:`monitor.alerts.routing`).
+
+    ``kind`` ``at-risk``: the rule asks for at-risk alerts of its devices from
+    ``min_risk`` up (``elevated`` or ``high``, default ``high``) instead of routing
+    state alerts.
+    """
     check_name(name, what="rule")
     try:
         severity = Severity(min_severity)
     except ValueError as exc:
         raise InvalidRule(name, "min_severity is warning or critical") from exc
+    if kind not in RULE_KINDS:
+        raise InvalidRule(name, "kind is state or at-risk")
+    if kind == AT_RISK:
+        min_risk = min_risk or "high"
+        if min_risk not in ALERTING_RISK_LEVELS:
+            raise InvalidRule(name, "min_risk is elevated or high")
+        if tuple(escalate_to):
+            raise InvalidRule(name, "at-risk alerts are warnings and do not escalate")
+    elif min_risk is not None:
+        raise InvalidRule(name, "min_risk applies to rules of kind at-risk only")
     rule = Rule(
         name=name,
         channels=tuple(dict.fromkeys(channels)),
@@ -200,6 +217,8 @@ async def put_rule(
         tags=frozenset(tags),
         min_severity=severity,
         escalate_to=tuple(dict.fromkeys(escalate_to)),
+        kind=kind,
+        min_risk=min_risk,
     )
     return await repository.put_rule(session, rule=rule, now=_now(now))
 

@@ -406,7 +406,9 @@ def _add_rules(subparsers: _Sub) -> None:
         help="route alerts by class, tag and severity to channels",
         description="An alert goes to the channels of every rule that matches its device "
         "(class, tags: empty matches all) and severity. With no rules at all, every channel "
-        "gets critical alerts.",
+        "gets critical alerts. A rule of --kind at-risk (opt-in) instead asks for one "
+        "warning when a device's risk level reaches --min-risk: resolved when the risk "
+        "falls back, or silently when the device goes down and its state alert takes over.",
     )
     sub = rules.add_subparsers(dest="rules_command", required=True, metavar="COMMAND")
     p = sub.add_parser("add", help="create or replace a rule")
@@ -425,6 +427,19 @@ def _add_rules(subparsers: _Sub) -> None:
         action="append",
         default=[],
         help="channel notified when an alert is not acknowledged in time (repeatable)",
+    )
+    p.add_argument(
+        "--kind",
+        choices=["state", "at-risk"],
+        default="state",
+        help="state: route down/late alerts; at-risk: alert devices the risk scorer flags "
+        "before they go down (%(default)s)",
+    )
+    p.add_argument(
+        "--min-risk",
+        choices=["elevated", "high"],
+        default=None,
+        help="--kind at-risk: the lowest risk level alerted on (default high)",
     )
     add_database_option(p)
     p.set_defaults(func=_add_rule)
@@ -450,6 +465,8 @@ def _add_rule(args: argparse.Namespace) -> int:
             tags=args.tag,
             min_severity=args.min_severity,
             escalate_to=args.escalate_to,
+            kind=args.kind,
+            min_risk=args.min_risk,
         ),
         commit=True,
     )
@@ -463,13 +480,14 @@ def _list_rules(args: argparse.Namespace) -> int:
         print("no rules: every channel receives critical alerts")
         return 0
     print_table(
-        ("RULE", "CLASSES", "TAGS", "MIN SEVERITY", "CHANNELS", "ESCALATE TO"),
+        ("RULE", "KIND", "CLASSES", "TAGS", "MIN SEVERITY", "CHANNELS", "ESCALATE TO"),
         [
             (
                 r.name,
+                r.kind if r.min_risk is None else f"{r.kind} ({r.min_risk}+)",
                 ",".join(r.classes) or "any",
                 ",".join(r.tags) or "any",
-                r.min_severity,
+                r.min_severity if r.kind == "state" else "-",
                 ",".join(r.channels),
                 ",".join(r.escalate_to) or "-",
             )

@@ -64,6 +64,22 @@ Devices never seen alive
       (``--min-severity warning``); they are never repeated or escalated, and the
       device's further changes while down are not notified. Once it has been online it
       is an ordinary device.
+
+At risk (opt-in: only devices an ``at-risk`` rule covers, ``routing.py``)
+  A11 After each scoring pass of the risk scorer (``monitor/risk``) the shell hands the
+      core the flagged devices, and those with an at-risk alert open, each with its
+      risk level and the lowest level a rule alerts on for it (``min_risk``; None: no
+      rule covers it). A device that is online, reaches ``min_risk`` and is not
+      silenced opens one *warning* alert, its reason the scorer's reasons in words.
+      It is not repeated while the level stays up (a change of level says nothing
+      either). It resolves, with one notification, once the device has been scored
+      below ``min_risk`` (or no rule covers it any more) for ``RISK_CLEAR_PASSES``
+      passes in a row, so a score hovering at the threshold does not flap. When the
+      device actually goes down (or is put in maintenance, or shuts down) the at-risk
+      alert resolves silently: the state alert takes over (A1). A silenced device
+      opens nothing; an at-risk alert already open stays open, and as a warning it is
+      never repeated or escalated. Nothing is decided while the monitor is not
+      settled (A3): the shell skips those passes.
 """
 
 from __future__ import annotations
@@ -76,11 +92,12 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final
 
-from monitor.alerts.levels import Level, Severity, classify, was_down, worst
+from monitor.alerts.levels import Level, Severity, classify, risk_rank, was_down, worst
 from monitor.alerts.schedule import Quiet
 from monitor.liveness.states import State, Transition
 
 _FLIP_PRUNE_EVERY: Final = 60.0
+RISK_CLEAR_PASSES: Final = 2
 
 
 class Event(StrEnum):
@@ -94,6 +111,8 @@ class Event(StrEnum):
     OUTAGE = "outage"
     OUTAGE_OVER = "outage-over"
     RECOVERIES = "recoveries"
+    AT_RISK = "at-risk"
+    RISK_CLEARED = "risk-cleared"
     REPEAT = "repeat"
     ESCALATED = "escalated"
     TEST = "test"
@@ -208,8 +227,49 @@ class ResolveOutage:
     still_down: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class OpenRiskAlert:
+    """A11: the device reached the risk level a rule alerts on."""
+
+    key: str
+    device: DeviceState
+    level: str
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveRiskAlert:
+    key: str
+    device: DeviceState
+    event: Event | None
+    """RISK_CLEARED: the risk fell back; None: resolved silently (the device went down)."""
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RiskEntry:
+    """One device of a scoring pass, as the at-risk decision (A11) needs it."""
+
+    device: DeviceState
+    level: str
+    """``low``, ``elevated`` or ``high``."""
+    reasons: tuple[str, ...] = ()
+    min_risk: str | None = None
+    """The lowest level an ``at-risk`` rule alerts on for this device; None: no rule."""
+    up: bool = True
+    """The device is online (only an online device is at risk of going down)."""
+
+
 Intent = (
-    OpenAlert | UpdateAlert | ResolveAlert | ResolveGroup | OpenOutage | GrowOutage | ResolveOutage
+    OpenAlert
+    | UpdateAlert
+    | ResolveAlert
+    | ResolveGroup
+    | OpenOutage
+    | GrowOutage
+    | ResolveOutage
+    | OpenRiskAlert
+    | ResolveRiskAlert
 )
 
 
@@ -272,6 +332,7 @@ class CoreCounts:
     incidents: int
     incident_members: int
     silenced_down: int = 0
+    at_risk: int = 0
 
 
 class AlertCore:
@@ -297,6 +358,8 @@ class AlertCore:
         self._held_unseen: dict[str, _Held] = {}
         self._silenced_by: dict[str, set[str]] = {}
         self._last_silence_check = -math.inf
+        # A11: devices with an open at-risk alert -> passes in a row scored below it.
+        self._at_risk: dict[str, int] = {}
 
     # ------------------------------------------------------------------ configuration
 
@@ -318,6 +381,10 @@ class AlertCore:
             self._flapping[dev] = _Flapping(device, severity, level, now, 0, f"{dev}:reloaded")
         elif up:
             self._held_up[dev] = _Held(f"{dev}:reloaded", device, severity, now)
+
+    def load_risk_alert(self, device_id: str) -> None:
+        """Restore an at-risk alert the database says is open (A11, at start-up)."""
+        self._at_risk[device_id] = 0
 
     def mark_never_seen(self, device_ids: Iterable[str]) -> None:
         """At start-up: devices the database has never seen alive (A10)."""
@@ -353,6 +420,7 @@ class AlertCore:
         """
         self._drop_device(device_id)
         self._open.pop(device_id, None)
+        self._at_risk.pop(device_id, None)
 
     # ------------------------------------------------------------------------ events
 
@@ -367,6 +435,10 @@ class AlertCore:
         dev = tr.device_id
         out: list[Intent] = []
         state = DeviceState(dev, tr.new.value, tr.reason.value, tr.at_wall, context)
+        if level in (Level.DOWN, Level.QUIET, Level.MAINTENANCE) and dev in self._at_risk:
+            # A11: what it was at risk of happened; the state alert takes over.
+            del self._at_risk[dev]
+            out.append(ResolveRiskAlert(f"{key}:at-risk", state, None, note=f"went {tr.new.value}"))
         if level is Level.MAINTENANCE:
             self._drop_device(dev)
             if self._open.pop(dev, None) is not None:
@@ -447,6 +519,64 @@ class AlertCore:
             self._prune_changes(now)
         return out
 
+    def risk_pass(self, entries: Iterable[RiskEntry], *, wall: float) -> list[Intent]:
+        """Judge one scoring pass (A11).
+
+        ``entries``: the devices the pass flagged, plus every device with an at-risk
+        alert open (those missing count as scored ``low``).
+        """
+        out: list[Intent] = []
+        seen: set[str] = set()
+        for entry in entries:
+            dev = entry.device.device_id
+            seen.add(dev)
+            reaches = entry.min_risk is not None and risk_rank(entry.level) >= risk_rank(
+                entry.min_risk
+            )
+            below = self._at_risk.get(dev)
+            if below is not None:
+                if reaches:
+                    self._at_risk[dev] = 0
+                elif entry.up:
+                    self._count_below(dev, entry.device, wall, out)
+                continue
+            if not reaches or not entry.up or self._is_down(dev):
+                continue
+            if self._silenced(dev, entry.device.context, wall) is not None:
+                continue
+            self._at_risk[dev] = 0
+            out.append(
+                OpenRiskAlert(f"{dev}:at-risk:{wall:.3f}", entry.device, entry.level, entry.reasons)
+            )
+        for dev in [d for d in self._at_risk if d not in seen]:
+            self._count_below(dev, DeviceState(dev, "online", None, wall), wall, out)
+        return out
+
+    def _count_below(self, dev: str, device: DeviceState, wall: float, out: list[Intent]) -> None:
+        below = self._at_risk[dev] + 1
+        if below < RISK_CLEAR_PASSES:
+            self._at_risk[dev] = below
+            return
+        del self._at_risk[dev]
+        out.append(ResolveRiskAlert(f"{dev}:risk-cleared:{wall:.3f}", device, Event.RISK_CLEARED))
+
+    def _is_down(self, dev: str) -> bool:
+        return (
+            dev in self._open
+            or dev in self._held_down
+            or dev in self._held_unseen
+            or dev in self._member
+            or dev in self._flapping
+            or dev in self._silenced_down
+        )
+
+    def has_risk_alert(self, device_id: str) -> bool:
+        return device_id in self._at_risk
+
+    def risk_alerts(self) -> list[str]:
+        """Devices with an at-risk alert open (A11)."""
+        return list(self._at_risk)
+
     def flush(self, *, now: float, wall: float, fleet_size: int) -> list[Intent]:
         """Release everything held at once (a clean shutdown must not lose an alert)."""
         out: list[Intent] = []
@@ -467,6 +597,7 @@ class AlertCore:
             incidents=len(self._incidents),
             incident_members=len(self._member),
             silenced_down=len(self._silenced_down),
+            at_risk=len(self._at_risk),
         )
 
     def has_open_alert(self, device_id: str) -> bool:

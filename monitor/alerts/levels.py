@@ -89,3 +89,17 @@ def was_down(old: State | None, *, alert_late: bool) -> bool:
     if old in _ALWAYS_DOWN:
         return True
     return old is State.LATE and alert_late
+
+
+# The risk levels of ``monitor.risk.scoring.RiskLevel``, by name (alerting does not import
+# the scorer and its numpy); an ``at-risk`` rule names the lowest one it alerts on.
+RISK_LEVELS: Final = ("low", "elevated", "high")
+ALERTING_RISK_LEVELS: Final = ("elevated", "high")
+
+
+def risk_rank(level: str) -> int:
+    """0 for ``low`` (and anything unknown), 1 ``elevated``, 2 ``high``."""
+    try:
+        return RISK_LEVELS.index(level)
+    except ValueError:
+        return 0

@@ -31,7 +31,13 @@ class Message:
 
 
 def _type(event: Event, severity: Severity | None) -> str:
-    if event in (Event.RECOVERED, Event.STABLE, Event.OUTAGE_OVER, Event.RECOVERIES):
+    if event in (
+        Event.RECOVERED,
+        Event.STABLE,
+        Event.OUTAGE_OVER,
+        Event.RECOVERIES,
+        Event.RISK_CLEARED,
+    ):
         return "success"
     if event is Event.TEST:
         return "info"
@@ -111,6 +117,36 @@ def device_message(
             )
     footer = _resolved(alert_id) if resolved or event is Event.RECOVERED else _ack(alert_id)
     return Message(title, f"{body}\n{footer}", _type(event, severity))
+
+
+def risk_reason(reasons: Sequence[str]) -> str:
+    return "; ".join(reasons) if reasons else "heartbeat pattern of a device about to drop off"
+
+
+def risk_summary(device_id: str, level: str) -> str:
+    return f"{device_id} is at risk ({level})"
+
+
+def at_risk_message(
+    *, alert_id: int, device: DeviceState, level: str, reasons: Sequence[str]
+) -> Message:
+    """A device the risk scorer flagged (core A11): a warning, before it goes down."""
+    where = f"{device.device_id} (class {device.context.device_class})"
+    title = f"{PREFIX} {risk_summary(device.device_id, level)}: {risk_reason(reasons)}"
+    body = (
+        f"{where} is still {device.state}, but its heartbeat pattern puts it at {level} "
+        f"risk of going down: {risk_reason(reasons)}. Severity warning; this alert "
+        "resolves by itself when the risk falls back or the device goes down (then its "
+        "state alert takes over)."
+    )
+    return Message(title, f"{body}\n{_ack(alert_id)}", "warning")
+
+
+def risk_cleared_message(*, alert_id: int, device: DeviceState, opened: float | None) -> Message:
+    took = "" if opened is None else f" after {format_duration(device.at_wall - opened)}"
+    title = f"{PREFIX} {device.device_id} is no longer at risk"
+    body = f"{device.device_id} (class {device.context.device_class}) is no longer at risk{took}."
+    return Message(title, f"{body}\n{_resolved(alert_id)}", "success")
 
 
 def outage_summary(count: int) -> str:

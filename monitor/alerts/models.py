@@ -6,7 +6,8 @@ creates exactly them.
 
 * ``channels``: named notification targets, each an apprise URL (a secret: shown only
   redacted).
-* ``alert_rules``: route alerts by device class, tags and severity to channels.
+* ``alert_rules``: route alerts by device class, tags and severity to channels; a rule of
+  ``kind`` ``at-risk`` asks for at-risk alerts from ``min_risk`` up instead (0008).
 * ``alerts``: one row per alert (a device down, an outage incident, a group of
   recoveries). ``key`` is unique per alert and makes a retried insert harmless;
   ``open_key`` is set while the alert is open and is unique too, so a device (or an
@@ -52,7 +53,9 @@ BigIntegerFK = BigInteger().with_variant(Integer(), "sqlite")
 
 NAME_LENGTH: Final = 64
 KEY_LENGTH: Final = 255
-ALERT_KINDS: Final = ("device", "outage", "recoveries")
+ALERT_KINDS: Final = ("device", "outage", "recoveries", "at-risk")
+RULE_KINDS: Final = ("state", "at-risk")
+RISK_LEVELS: Final = ("elevated", "high")
 ALERT_STATUSES: Final = ("open", "resolved")
 SEVERITIES: Final = ("warning", "critical")
 DELIVERY_STATES: Final = ("pending", "sending", "sent", "failed")
@@ -75,7 +78,15 @@ class Channel(Base):
 
 class AlertRule(Base):
     __tablename__ = "alert_rules"
-    __table_args__ = (CheckConstraint(_one_of("min_severity", SEVERITIES), name="severity_known"),)
+    __table_args__ = (
+        CheckConstraint(_one_of("min_severity", SEVERITIES), name="severity_known"),
+        CheckConstraint(_one_of("kind", RULE_KINDS), name="kind_known"),
+        CheckConstraint(
+            f"(kind = 'state' AND min_risk IS NULL) OR "
+            f"(kind = 'at-risk' AND {_one_of('min_risk', RISK_LEVELS)})",
+            name="min_risk_for_at_risk",
+        ),
+    )
 
     name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
     classes: Mapped[list[str]] = mapped_column(JSONList, server_default=text("'[]'"))
@@ -85,6 +96,8 @@ class AlertRule(Base):
     escalate_to: Mapped[list[str]] = mapped_column(JSONList, server_default=text("'[]'"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(String(16), server_default=text("'state'"))
+    min_risk: Mapped[str | None] = mapped_column(String(16))
 
 
 class Alert(Base):

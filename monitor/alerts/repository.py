@@ -131,6 +131,8 @@ def rule_from_row(row: AlertRule) -> Rule:
         tags=frozenset(row.tags),
         min_severity=Severity(row.min_severity),
         escalate_to=tuple(row.escalate_to),
+        kind=row.kind,
+        min_risk=row.min_risk,
     )
 
 
@@ -149,6 +151,8 @@ async def put_rule(session: AsyncSession, *, rule: Rule, now: datetime) -> Alert
         "min_severity": rule.min_severity.value,
         "channels": list(rule.channels),
         "escalate_to": list(rule.escalate_to),
+        "kind": rule.kind,
+        "min_risk": rule.min_risk,
         "updated_at": now,
     }
     stmt = dialect_insert(session, _rules).values(name=rule.name, created_at=now, **values)
@@ -429,14 +433,18 @@ async def update_alert_if(
 
 @translates_errors("resolve a forgotten device's alert")
 async def resolve_forgotten(session: AsyncSession, *, device_id: str, now: datetime) -> int:
-    """Resolve the device's open alert without a notification; returns how many (0 or 1).
+    """Resolve the device's open alerts without a notification; returns how many (0 to 2:
+    its state alert and its at-risk alert).
 
     Its repeats and escalation stop with it (they only follow open alerts). Outage
     incidents naming the device keep it in their history.
     """
     result = await session.execute(
         update(_alerts)
-        .where(_alerts.c.open_key == f"device:{device_id}", _alerts.c.status == OPEN)
+        .where(
+            _alerts.c.open_key.in_((f"device:{device_id}", f"at-risk:{device_id}")),
+            _alerts.c.status == OPEN,
+        )
         .values(
             status=RESOLVED,
             open_key=None,

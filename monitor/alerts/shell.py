@@ -12,7 +12,11 @@ from its event loop) and runs :meth:`Alerting.run` as one background task, which
 * the follow-up pass: repeats and escalations (``followup.py``), compare-and-set
   against acknowledgements made meanwhile;
 * a configuration poll: rules, channel names, maintenance windows, mutes, device tags;
-* the outbox worker (``outbox.py``), which delivers through apprise.
+* the outbox worker (``outbox.py``), which delivers through apprise;
+* at-risk alerts (core A11): after each pass of the risk scorer (``monitor/risk``) the
+  tick loop hands the core the flagged devices that an ``at-risk`` rule covers, and
+  those with an at-risk alert open. Only a few percent of a fleet is flagged, so this
+  stays light on the loop; with no such rule and nothing open it costs nothing.
 
 Restart safety: open alerts and outage incidents are reloaded into the core at start.
 A checkpoint (``monitor_meta`` ``alerts_decided_until``) records up to when every
@@ -44,6 +48,7 @@ from monitor.alerts.core import (
     DeviceState,
     GrowOutage,
     Intent,
+    RiskEntry,
 )
 from monitor.alerts.followup import FollowUpView, due_followups
 from monitor.alerts.levels import Severity
@@ -51,7 +56,7 @@ from monitor.alerts.models import Alert
 from monitor.alerts.notifier import AppriseNotifier, Notifier
 from monitor.alerts.outbox import Outbox
 from monitor.alerts.retry import RetryPolicy
-from monitor.alerts.routing import Route, Rule, route
+from monitor.alerts.routing import AT_RISK, Route, Rule, min_risk, route, route_at_risk
 from monitor.alerts.schedule import Quiet
 from monitor.liveness.engine import LivenessEngine
 from monitor.liveness.states import State, Transition
@@ -94,6 +99,35 @@ class EventLink(Protocol):
     ) -> None: ...
 
 
+class RiskView(Protocol):
+    """One device's risk (``monitor.risk.scoring.DeviceRisk``)."""
+
+    @property
+    def level(self) -> str: ...
+
+    @property
+    def reasons(self) -> tuple[str, ...]: ...
+
+
+class RiskReportView(Protocol):
+    @property
+    def scored_at(self) -> float: ...
+
+    def at_risk(self) -> Sequence[tuple[str, RiskView]]: ...
+
+    def get(self, device_id: str) -> RiskView | None: ...
+
+
+class RiskSource(Protocol):
+    """The risk scorer (``monitor.risk.scorer.RiskScorer``): its latest pass and a count."""
+
+    @property
+    def cycles(self) -> int: ...
+
+    @property
+    def report(self) -> RiskReportView: ...
+
+
 class Alerting:
     """Alerting for one monitor process. Call :meth:`start`, run :meth:`run`, :meth:`close`."""
 
@@ -125,6 +159,7 @@ class Alerting:
         self.actions = AlertActions(
             sessions,
             route=self._route,
+            route_risk=self._route_risk,
             context=self._context,
             emit=self._emit,
             flap_window=settings.flap_window,
@@ -133,6 +168,8 @@ class Alerting:
         )
         self._engine: LivenessEngine | None = None
         self._link: EventLink | None = None
+        self._risk: RiskSource | None = None
+        self._risk_cycles = 0
         self._intents: deque[tuple[float, Intent]] = deque()
         self._events: deque[bytes] = deque()
         self._writer_wake = asyncio.Event()
@@ -149,9 +186,16 @@ class Alerting:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self, engine: LivenessEngine, link: EventLink | None) -> None:
-        """Load configuration and open alerts; call once the engine holds its devices."""
-        self._engine, self._link = engine, link
+    async def start(
+        self, engine: LivenessEngine, link: EventLink | None, *, risk: RiskSource | None = None
+    ) -> None:
+        """Load configuration and open alerts; call once the engine holds its devices.
+
+        ``risk``: the risk scorer whose passes ``at-risk`` rules alert on (None: off).
+        """
+        self._engine, self._link, self._risk = engine, link, risk
+        if risk is not None:
+            self._risk_cycles = risk.cycles
         await self._reload_config(force_tags=True)
         now, wall = time.monotonic(), time.time()
         async with self._sessions() as session:
@@ -259,6 +303,7 @@ class Alerting:
                     now=now, wall=time.time(), fleet_size=len(engine), settled=self.settled
                 )
             )
+            self._risk_pass()
             self._flush_events()
             if self.settled and now - last_checkpoint >= CHECKPOINT_EVERY:
                 last_checkpoint = now
@@ -299,6 +344,46 @@ class Alerting:
                 await self._reload_config(force_tags=False)
             except StoreError as exc:
                 self._log.debug("alert configuration not reloaded: %s", exc)
+
+    def _risk_pass(self) -> None:
+        """A11: judge the risk scorer's latest pass, once, if there is a new one."""
+        risk = self._risk
+        if risk is None or risk.cycles == self._risk_cycles:
+            return
+        self._risk_cycles = risk.cycles
+        open_now = self.core.risk_alerts()
+        if not self.settled or (
+            not open_now and not any(rule.kind == AT_RISK for rule in self._rules)
+        ):
+            return
+        engine = self._engine
+        assert engine is not None
+        report = risk.report
+        entries: list[RiskEntry] = []
+        judged: set[str] = set()
+
+        def entry(dev: str, level: str, reasons: tuple[str, ...]) -> RiskEntry | None:
+            snap = engine.snapshot(dev)
+            if snap is None:
+                return None
+            context = self._context(dev)
+            lowest = min_risk(self._rules, device_class=context.device_class, tags=context.tags)
+            if lowest is None and not self.core.has_risk_alert(dev):
+                return None
+            device = DeviceState(dev, snap.state.value, None, report.scored_at, context)
+            return RiskEntry(device, level, reasons, lowest, up=snap.state is State.ONLINE)
+
+        for dev, scored in report.at_risk():
+            judged.add(dev)
+            found = entry(dev, str(scored.level), tuple(scored.reasons))
+            if found is not None:
+                entries.append(found)
+        for dev in open_now:
+            if dev not in judged:
+                found = entry(dev, "low", ())
+                if found is not None:
+                    entries.append(found)
+        self._queue(self.core.risk_pass(entries, wall=report.scored_at))
 
     # ------------------------------------------------------------------ configuration
 
@@ -347,6 +432,15 @@ class Alerting:
             severity=severity,
         )
 
+    def _route_risk(self, context: DeviceContext, level: str) -> Route:
+        return route_at_risk(
+            self._rules,
+            self._channels,
+            device_class=context.device_class,
+            tags=context.tags,
+            level=level,
+        )
+
     # ------------------------------------------------------------------ start-up
 
     def _restore(self, alert: Alert, now: float) -> None:
@@ -367,6 +461,8 @@ class Alerting:
             self.core.load_open_alert(
                 device, severity=Severity(alert.severity), flapping=alert.flapping, up=up, now=now
             )
+        elif alert.kind == AT_RISK and alert.device_id is not None:
+            self.core.load_risk_alert(alert.device_id)
         elif alert.kind == "outage" and alert.open_key is not None:
             members = [
                 DeviceState(str(dev), "offline", None, opened, self._context(str(dev)))

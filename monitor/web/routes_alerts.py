@@ -92,6 +92,8 @@ class RuleOut(OutModel):
     tags: list[str]
     min_severity: str
     escalate_to: list[str]
+    kind: str
+    min_risk: str | None
 
 
 class RuleIn(InModel):
@@ -100,6 +102,14 @@ class RuleIn(InModel):
     tags: list[Tag] = Field(default_factory=list, max_length=100)
     min_severity: Literal["warning", "critical"] = "critical"
     escalate_to: list[DeviceId] = Field(default_factory=list, max_length=32)
+    kind: Literal["state", "at-risk"] = Field(
+        "state",
+        description="state: route down/late alerts; at-risk: one warning when the device's "
+        "risk level reaches min_risk (opt-in)",
+    )
+    min_risk: Literal["elevated", "high"] | None = Field(
+        None, description="kind at-risk: the lowest risk level alerted on (default high)"
+    )
 
 
 class MuteOut(OutModel):
@@ -148,6 +158,8 @@ def _rule(r: AlertRule) -> RuleOut:
         tags=list(r.tags or []),
         min_severity=r.min_severity,
         escalate_to=list(r.escalate_to or []),
+        kind=r.kind,
+        min_risk=r.min_risk,
     )
 
 
@@ -352,6 +364,8 @@ async def put_rule(service: Service, _: Admin, name: NamePath, body: RuleIn) -> 
             tags=body.tags,
             min_severity=body.min_severity,
             escalate_to=body.escalate_to,
+            kind=body.kind,
+            min_risk=body.min_risk,
         )
         await session.commit()
     return _rule(rule)
