@@ -38,7 +38,10 @@ IdPath = Annotated[int, Path(ge=1, le=2**62)]
 
 class AlertOut(OutModel):
     id: int
-    kind: str = Field(description="device, or outage (many devices at once)")
+    kind: str = Field(
+        description="device, outage (many devices at once), recoveries, or at-risk (a "
+        "device the risk scorer flags, for an at-risk rule)"
+    )
     device_id: str | None
     state: str
     reason: str | None
