@@ -81,6 +81,38 @@ async def test_channels_and_rules(database_url: str) -> None:
         assert await repository.channel_names(s) == ["hook"]
 
 
+async def test_at_risk_rules_and_alerts(database_url: str) -> None:
+    async with open_store(database_url) as sessions, sessions() as s:
+        await api.add_channel(s, name="hook", url=HOOK, now=T0)
+        with pytest.raises(InvalidRule, match="min_risk is elevated or high"):
+            await api.put_rule(s, name="r", channels=["hook"], kind="at-risk", min_risk="low")
+        with pytest.raises(InvalidRule, match="of kind at-risk only"):
+            await api.put_rule(s, name="r", channels=["hook"], min_risk="high")
+        with pytest.raises(InvalidRule, match="do not escalate"):
+            await api.put_rule(s, name="r", channels=["hook"], kind="at-risk", escalate_to=["hook"])
+        with pytest.raises(InvalidRule, match="kind is state or at-risk"):
+            await api.put_rule(s, name="r", channels=["hook"], kind="risky")
+        await api.put_rule(s, name="risky", channels=["hook"], kind="at-risk")
+        await api.put_rule(s, name="state", channels=["hook"])
+        await s.commit()
+        rules = {r.name: r for r in await repository.load_rules(s)}
+        assert (rules["risky"].kind, rules["risky"].min_risk) == ("at-risk", "high")
+        assert (rules["state"].kind, rules["state"].min_risk) == ("state", None)
+
+        # A device can have its state alert and its at-risk alert open at once; a
+        # forgotten device loses both.
+        assert await repository.insert_alert(s, values=alert_values("pump:1", "pump")) is not None
+        risky = alert_values(
+            "pump:at-risk:1", "pump", open_key="at-risk:pump", kind="at-risk", severity="warning"
+        )
+        assert await repository.insert_alert(s, values=risky) is not None
+        risky_again = {**risky, "key": "pump:at-risk:2"}
+        assert await repository.insert_alert(s, values=risky_again) is None
+        assert await repository.resolve_forgotten(s, device_id="pump", now=T0) == 2
+        await s.commit()
+        assert await repository.load_open_alerts(s) == []
+
+
 async def test_one_open_alert_per_device_and_idempotent_inserts(database_url: str) -> None:
     async with open_store(database_url) as sessions, sessions() as s:
         first = await repository.insert_alert(s, values=alert_values("pump:1", "pump"))
