@@ -570,6 +570,17 @@ class AlertCore:
             or dev in self._silenced_down
         )
 
+    def drop_risk_alerts(self, *, wall: float, note: str) -> list[Intent]:
+        """Resolve every at-risk alert silently (risk scoring is off: nothing would)."""
+        out: list[Intent] = [
+            ResolveRiskAlert(
+                f"{dev}:at-risk-off:{wall:.3f}", DeviceState(dev, "online", None, wall), None, note
+            )
+            for dev in self._at_risk
+        ]
+        self._at_risk.clear()
+        return out
+
     def has_risk_alert(self, device_id: str) -> bool:
         return device_id in self._at_risk
 

@@ -203,6 +203,9 @@ class Alerting:
             checkpoint = await store_repository.get_meta(session, key=CHECKPOINT_KEY)
         for alert in open_alerts:
             self._restore(alert, now)
+        if risk is None:
+            # Scoring is off (CLAWBEAT_RISK_CYCLE=0): at-risk alerts left open would never end.
+            self._queue(self.core.drop_risk_alerts(wall=wall, note="risk scoring off"))
         # A10: a device still only late that was never heard is never-seen too (one
         # unknown is recognised by its next transition anyway).
         self.core.mark_never_seen(

@@ -149,10 +149,14 @@ def test_maintenance_and_forget_drop_the_at_risk_alert() -> None:
     assert core.counts().at_risk == 0
 
 
-def test_a_reloaded_at_risk_alert_is_not_opened_again() -> None:
+def test_a_reloaded_at_risk_alert_is_not_opened_again_and_can_be_dropped() -> None:
     core = AlertCore()
     core.load_risk_alert("pump-7")
     assert scored(core, entry("high"), at=0) == []
+    (dropped,) = core.drop_risk_alerts(wall=WALL0, note="risk scoring off")
+    assert isinstance(dropped, ResolveRiskAlert)
+    assert dropped.event is None
+    assert not core.has_risk_alert("pump-7")
 
 
 # --- routing ------------------------------------------------------------------------------
