@@ -1,7 +1,8 @@
 """``clawbeat sources ...``: fleets in other conventions, stored in the database.
 
 Stored sources are read by the monitor when it starts, next to those of
-``CLAWBEAT_SOURCES_FILE``; a change applies at the monitor's next start.
+``CLAWBEAT_SOURCES_FILE``, and again whenever they change (the configuration version, as
+for classes): a running monitor applies a change within its one-second config poll.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def add_sources_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         help="create or replace a source",
         description="Create or replace a source. Options are KEY=VALUE, the keys of a "
         "[[source]] table in docs/adapters.md; VALUE is read as TOML (60, true, "
-        '"text") or else taken as text. Applies when the monitor next starts.',
+        '"text") or else taken as text. A running monitor applies it within a second.',
     )
     p.add_argument("name")
     p.add_argument("kind", choices=_KINDS)
@@ -57,7 +58,9 @@ def add_sources_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     p.add_argument("--host-user", help="the Sparkplug primary host's broker user")
     add_database_option(p)
     p.set_defaults(func=_acl)
-    p = sub.add_parser("remove", help="delete a stored source (applies at the next start)")
+    p = sub.add_parser(
+        "remove", help="delete a stored source (a running monitor stops watching it)"
+    )
     p.add_argument("name")
     add_database_option(p)
     p.set_defaults(func=_remove)
@@ -90,7 +93,8 @@ def _set(args: argparse.Namespace) -> int:
 
     created = asyncio.run(run())
     print(
-        f"source {args.name!r} {'created' if created else 'replaced'}; restart the monitor to apply"
+        f"source {args.name!r} {'created' if created else 'replaced'}; "
+        "a running monitor applies it within a second"
     )
     return 0
 
@@ -104,7 +108,7 @@ def _remove(args: argparse.Namespace) -> int:
 
     if not asyncio.run(run()):
         raise SourceConfigError(f"no stored source {args.name!r}")
-    print(f"source {args.name!r} removed; restart the monitor to apply")
+    print(f"source {args.name!r} removed; a running monitor stops watching it within a second")
     return 0
 
 

@@ -16,7 +16,7 @@ import random
 import ssl
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import aiomqtt
@@ -75,6 +75,10 @@ class MqttLink:
         logger: logging.Logger | None = None,
     ) -> None:
         self._opts = options
+        # What every connection subscribes to; set_subscriptions() changes it live.
+        self._subscriptions = tuple(options.subscriptions)
+        # Filters dropped that a resumed broker session may still hold (see _subscribe).
+        self._dropped: set[str] = set()
         # False when the broker refused the probe subscription on the latest connection.
         self.probe_subscribed = False
         # Whether the broker kept our session on the latest connection.
@@ -205,30 +209,65 @@ class MqttLink:
                 self._client = None
                 self._mark_down()
 
+    @property
+    def subscriptions(self) -> tuple[str, ...]:
+        return self._subscriptions
+
+    async def set_subscriptions(self, topics: Sequence[str]) -> None:
+        """Subscribe to ``topics`` from now on: on the current connection to those added
+        and off those dropped, and on every later connection to exactly these."""
+        old = self._subscriptions
+        self._subscriptions = tuple(dict.fromkeys(topics))
+        added = [t for t in self._subscriptions if t not in old]
+        dropped = [t for t in old if t not in self._subscriptions]
+        self._dropped.difference_update(added)
+        self._dropped.update(dropped)
+        client = self._client
+        if client is None:
+            return  # the next connection subscribes to the new set
+        try:
+            for topic in added:
+                await self._subscribe_one(client, topic)
+            if dropped:
+                await client.unsubscribe(dropped)
+                self._dropped.difference_update(dropped)
+        except aiomqtt.MqttError as exc:
+            # The connection is going: the reconnect subscribes to the new set.
+            self._log.info("subscription change interrupted (%s); applied on reconnect", exc)
+
     async def _subscribe(self, client: DirectClient) -> None:
         probe = self._opts.probe_topic
         self.probe_subscribed = False
-        for topic in (*self._opts.subscriptions, *((probe,) if probe else ())):
-            codes = await client.subscribe(topic, qos=1)
-            refused = [c for c in codes if getattr(c, "is_failure", False)]
-            if not refused:
-                if topic == probe:
-                    self.probe_subscribed = True
-                continue
-            if topic == probe:
-                self._log.warning(
-                    "the broker refused the link probe subscription %s (%s): a cut link "
-                    "is noticed by keepalive only; let the monitor read and write it",
-                    topic,
-                    refused[0],
-                )
-            else:
-                self._log.error(
-                    "the broker refused the subscription %s (%s): check its ACL for the "
-                    "monitor's user",
-                    topic,
-                    refused[0],
-                )
+        for topic in self._subscriptions:
+            await self._subscribe_one(client, topic)
+        if probe:
+            self.probe_subscribed = await self._subscribe_one(client, probe)
+        if self._dropped:
+            # A resumed session still holds what was dropped while we were away.
+            if client.session_present:
+                await client.unsubscribe(sorted(self._dropped))
+            self._dropped.clear()
+
+    async def _subscribe_one(self, client: DirectClient, topic: str) -> bool:
+        """Subscribe; False (and said why) if the broker refused."""
+        codes = await client.subscribe(topic, qos=1)
+        refused = [c for c in codes if getattr(c, "is_failure", False)]
+        if not refused:
+            return True
+        if topic == self._opts.probe_topic:
+            self._log.warning(
+                "the broker refused the link probe subscription %s (%s): a cut link "
+                "is noticed by keepalive only; let the monitor read and write it",
+                topic,
+                refused[0],
+            )
+        else:
+            self._log.error(
+                "the broker refused the subscription %s (%s): check its ACL for the monitor's user",
+                topic,
+                refused[0],
+            )
+        return False
 
     def send_probe(self, payload: bytes) -> bool:
         """Publish a link probe now (QoS 1, not retained); False when not connected."""

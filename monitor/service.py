@@ -23,6 +23,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Protocol, TypeVar
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from device_client.errors import InvalidBrokerUrl
 from device_client.protocol import (
     ConfigUpdate,
@@ -47,14 +49,16 @@ from monitor.liveness.states import Transition
 from monitor.metrics import ServiceMetrics
 from monitor.mqtt_link import LinkOptions, MqttLink, Outgoing
 from monitor.ops.config_version import CONFIG_VERSION_KEY
-from monitor.ops.sources import stored_adapters
+from monitor.ops.sources import StoredSource, load_stored, stored_adapters
 from monitor.risk.scorer import RiskOptions, RiskScorer
 from monitor.settings import MonitorSettings
 from monitor.sight import Sight, SightChange, probe_timing
-from monitor.sources.config import load_sources
+from monitor.sources.base import Adapter
+from monitor.sources.config import SourceConfigError, load_sources
 from monitor.sources.ingest import SourceIngest, route
 from monitor.sources.primary_host import PrimaryHost, host_options
 from monitor.sources.resolve import engine_view
+from monitor.sources.sparkplug import SparkplugAdapter
 from monitor.state_rows import (
     device_row,
     engine_snapshot,
@@ -73,6 +77,15 @@ from monitor.topic_payloads import monitor_presence_payload, status_payload, sum
 from monitor.transition_log import TransitionLog
 
 log = logging.getLogger("clawbeat.monitor")
+
+
+def _host_ids(adapters: list[Adapter]) -> set[str]:
+    return {
+        a.primary_host_id
+        for a in adapters
+        if isinstance(a, SparkplugAdapter) and a.primary_host_id is not None
+    }
+
 
 _V = TypeVar("_V")
 # A retained message of a forgotten device, cleared on the broker (monitor.ops.forget).
@@ -124,8 +137,12 @@ class MonitorService:
         )
         self.ingest: Ingest | None = None
         # Fleets in other conventions (monitor/sources); a bad file fails the start here.
-        self.source_adapters = load_sources(settings.sources_file) if settings.sources_file else []
+        self.file_adapters = load_sources(settings.sources_file) if settings.sources_file else []
+        self.source_adapters = list(self.file_adapters)  # the file's, then the stored ones
+        self._stored: dict[str, StoredSource] = {}
+        self._sources_lock = asyncio.Lock()
         self.sources: SourceIngest | None = None
+        self._subscriptions: tuple[str, ...] = ()  # protocol v1's; set by run()
         self.sparkplug_host: PrimaryHost | None = None
         self.link: MqttLink | None = None
         self.alerting = Alerting(settings, self.sessions, self.topics)  # monitor/alerts
@@ -505,12 +522,65 @@ class MonitorService:
                     classes = await repository.list_classes(session)
                     snapshots = await repository.load_devices(session)
                     forgotten = await repository.forgotten_ids(session)
+                    stored = await self._read_sources(session)
             except Exception as exc:  # noqa: BLE001 - the database may be down; retry
                 log.debug("config poll failed: %s", exc)
                 continue
             self.config.version = version
             self._forget(self.forgotten.update(forgotten))
             self._apply_config(classes, snapshots)
+            if stored is not None:
+                await self._apply_sources(stored)
+
+    async def apply_sources_change(self) -> None:
+        """Watch what the stored sources say now, without the poll's delay (the API)."""
+        async with self.sessions() as session:
+            stored = await self._read_sources(session)
+        if stored is not None:
+            await self._apply_sources(stored)
+
+    async def _read_sources(self, session: AsyncSession) -> dict[str, StoredSource] | None:
+        try:
+            return await load_stored(session, besides=self.file_adapters, keep=self._stored)
+        except SourceConfigError as exc:
+            # A row this clawbeat cannot use: keep watching what it watches.
+            log.error("stored sources not applied: %s", exc)
+            return None
+
+    async def _apply_sources(self, stored: dict[str, StoredSource]) -> None:
+        """Route to the stored sources' adapters now, and (un)subscribe their filters."""
+        async with self._sources_lock:
+            sources, link = self.sources, self.link
+            if sources is None or link is None:
+                return
+            # Unchanged declarations keep the adapter in use (a concurrent re-read may
+            # have made a twin): its state (Sparkplug sessions) must live on.
+            stored = {
+                name: current
+                if (current := self._stored.get(name)) is not None
+                and (current.kind, current.options) == (new.kind, new.options)
+                else new
+                for name, new in stored.items()
+            }
+            if stored.keys() == self._stored.keys() and all(
+                new is self._stored[name] for name, new in stored.items()
+            ):
+                return
+            hosts_before = _host_ids(self.source_adapters)
+            self._stored = stored
+            self.source_adapters = [*self.file_adapters, *(s.adapter for s in stored.values())]
+            sources.replace(self.source_adapters)
+            before = set(link.subscriptions)
+            await link.set_subscriptions((*self._subscriptions, *sources.filters))
+            after = set(link.subscriptions)
+            log.info(
+                "stored sources applied: %s; subscribed to %s, unsubscribed from %s",
+                ", ".join(stored) or "none",
+                ", ".join(sorted(after - before)) or "nothing",
+                ", ".join(sorted(before - after)) or "nothing",
+            )
+            if _host_ids(self.source_adapters) != hosts_before:
+                log.warning("a changed primary_host_id applies at the monitor's next start")
 
     def _apply_config(self, classes: list[DeviceClass], snapshots: list[StoredDevice]) -> None:
         """Carry out what config sync says the stored configuration asks for."""
@@ -725,15 +795,24 @@ class MonitorService:
             config=self.config_message,
             other=self.probe_echo,
         )
-        self.source_adapters += await stored_adapters(self.sessions, besides=self.source_adapters)
+        self._stored = await stored_adapters(self.sessions, besides=self.file_adapters)
+        self.source_adapters = [*self.file_adapters, *(s.adapter for s in self._stored.values())]
         host = host_options(self.source_adapters, self.settings, client_id=self.instance)
         self.sparkplug_host = PrimaryHost(host) if host is not None else None
-        if self.source_adapters:
-            view = engine_view(self.engine)
-            log_to = logging.getLogger("clawbeat.sources")
-            self.sources = SourceIngest(
-                self.source_adapters, self, view, log_to, publish=self._send_command
-            )
+        # Built even without sources: one stored while the monitor runs joins it live.
+        self.sources = SourceIngest(
+            self.source_adapters,
+            self,
+            engine_view(self.engine),
+            logging.getLogger("clawbeat.sources"),
+            publish=self._send_command,
+        )
+        # Config topics too: the retained ones are reconciled with the database.
+        self._subscriptions = (
+            self.topics.heartbeat_filter,
+            self.topics.presence_filter,
+            self.topics.config_filter,
+        )
         # The will is fixed now, for every connection: it cannot say when it will fire.
         will = monitor_presence_payload(
             "offline", since=None, instance=self.instance, reason=OfflineReason.CONNECTION_LOST
@@ -743,13 +822,7 @@ class MonitorService:
                 address=self.address,
                 client_id=self.settings.mqtt_client_id or self.address.username or "monitor",
                 keepalive=self.settings.mqtt_keepalive,
-                # Config topics too: the retained ones are reconciled with the database.
-                subscriptions=(
-                    self.topics.heartbeat_filter,
-                    self.topics.presence_filter,
-                    self.topics.config_filter,
-                    *(self.sources.filters if self.sources else ()),
-                ),
+                subscriptions=(*self._subscriptions, *self.sources.filters),
                 will_topic=self.topics.monitor_presence,
                 will_payload=will,
                 ca_file=str(self.settings.mqtt_ca_file) if self.settings.mqtt_ca_file else None,
@@ -761,9 +834,7 @@ class MonitorService:
                 session_expiry=self.settings.mqtt_session_expiry,
                 probe_topic=self._probe_topic,
             ),
-            on_message=self.ingest.handle
-            if self.sources is None
-            else route(self.ingest.handle, self.sources, self.topics.root),
+            on_message=route(self.ingest.handle, self.sources, self.topics.root),
             on_connected=self._on_connected,
             on_disconnected=self._on_disconnected,
         )

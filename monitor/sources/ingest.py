@@ -52,6 +52,16 @@ class SourceIngest:
         self.per_source: dict[str, Counter[str]] = {a.name: Counter() for a in self.adapters}
         self._ratelimited = RateLimitedLog(logger)
 
+    def replace(self, adapters: Sequence[Adapter]) -> None:
+        """Route to ``adapters`` from now on (the stored sources changed).
+
+        Session bookkeeping stays, so a device of a source that is kept, or that moves to
+        another source, is not taken for a new connection; a removed source's counts go.
+        """
+        self.adapters = tuple(adapters)
+        self._routes = tuple((a, a.filters) for a in self.adapters)
+        self.per_source = {a.name: self.per_source.get(a.name, Counter()) for a in self.adapters}
+
     @property
     def filters(self) -> tuple[str, ...]:
         seen: dict[str, None] = {}

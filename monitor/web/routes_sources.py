@@ -1,8 +1,9 @@
 """Declared sources (fleets in other conventions): list, create or replace, delete.
 
 The same operation as ``clawbeat sources ...`` (``monitor/ops/sources.py``): checked by
-the code that reads the sources file, stored in the database, applied when the monitor
-next starts. ``GET`` also shows what the running monitor watches and counted.
+the code that reads the sources file, stored in the database, and applied by this monitor
+before the answer (other monitors sharing the database within their config poll).
+``GET`` also shows what the running monitor watches and counted.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class SourceOut(BaseModel):
     kind: str
     options: dict[str, Any]
     stored: bool = Field(description="In the database (else: from the sources file)")
-    active: bool = Field(description="Watched by this monitor now (it started with it)")
+    active: bool = Field(description="Watched by this monitor now")
     counts: dict[str, int] = Field(
         default_factory=dict, description="What this monitor counted for it, by result"
     )
@@ -95,7 +96,7 @@ _UNPROCESSABLE: dict[int | str, dict[str, Any]] = {
     "/sources/{name}",
     response_model=SourceOut,
     responses={**ADMIN_ERRORS, **_UNPROCESSABLE},
-    summary="Create or replace a stored source (applies at the monitor's next start)",
+    summary="Create or replace a stored source (applies to the running monitor)",
 )
 async def put_source(service: Service, _: Admin, name: ClassPath, body: SourceIn) -> SourceOut:
     async with service.sessions() as session:
@@ -106,6 +107,7 @@ async def put_source(service: Service, _: Admin, name: ClassPath, body: SourceIn
         except SourceConfigError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
         await session.commit()
+    await service.apply_sources_change()
     active = any(a.name == name for a in service.source_adapters)
     return SourceOut(
         name=row.name,
@@ -122,7 +124,7 @@ async def put_source(service: Service, _: Admin, name: ClassPath, body: SourceIn
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     responses={**ADMIN_ERRORS, 404: {"model": ErrorOut, "description": "No such source"}},
-    summary="Delete a stored source (applies at the monitor's next start)",
+    summary="Delete a stored source (applies to the running monitor)",
 )
 async def delete_source(service: Service, _: Admin, name: ClassPath) -> Response:
     async with service.sessions() as session:
@@ -130,4 +132,5 @@ async def delete_source(service: Service, _: Admin, name: ClassPath) -> Response
         await session.commit()
     if not gone:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no stored source {name!r}")
+    await service.apply_sources_change()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -469,7 +469,7 @@ def test_a_source_stored_with_the_cli_is_watched_at_start(
     broker.allow("plug-7", write=["tele/plug-7/#"])
     proc = MonitorProcess(broker, database_url, tmp_path / "monitor.log", **FAST)
     out = proc.cli("sources", "set", "plugs", "tasmota", f"interval={INTERVAL}", "prefix=tele")
-    assert "restart the monitor to apply" in out.stdout
+    assert "a running monitor applies it within a second" in out.stdout
     bad = proc.cli("sources", "set", "plugs", "tasmota", "colour=red", check=False)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
@@ -494,6 +494,58 @@ def test_a_source_stored_with_the_cli_is_watched_at_start(
     gone = proc.cli("sources", "remove", "plugs", check=False)
     assert gone.returncode == 2
     assert "no stored source 'plugs'" in gone.stderr
+
+
+def _beat_until(
+    watch: StatusWatch, device_id: str, state: str, beats: list[tuple[DeviceConnection, str]]
+) -> None:
+    """Keep the plugs beating (Tasmota STATE) until ``device_id``'s status is ``state``."""
+    deadline = time.monotonic() + 15
+    n = 0
+    while (watch.latest(device_id) or {}).get("state") != state:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{device_id} never {state}: {watch.statuses(device_id)}")
+        n += 1
+        for conn, topic in beats:
+            conn.publish(topic, json.dumps({"UptimeSec": n}))
+        time.sleep(INTERVAL / 4)
+
+
+@SQLITE_ONLY
+def test_a_source_stored_while_the_monitor_runs_applies_at_once(
+    broker: TestBroker, database_url: str, tmp_path: Path, watch: StatusWatch
+) -> None:
+    """Added, changed and removed through the CLI: the running monitor (un)subscribes."""
+    broker.allow(broker.monitor_user, read=["tele/#", "tasmota/#"])
+    broker.allow("plug-7", write=["tele/plug-7/#"])
+    broker.allow("plug-8", write=["tasmota/plug-8/#"])
+    proc = MonitorProcess(broker, database_url, tmp_path / "monitor.log", **FAST)
+    try:
+        proc.start(probe=watch)
+        old = DeviceConnection(broker, "plug-7", will=("tele/plug-7/LWT", "Offline", True))
+        old.publish("tele/plug-7/LWT", "Online", retain=True)
+        new = DeviceConnection(broker, "plug-8", will=("tasmota/plug-8/LWT", "Offline", True))
+        new.publish("tasmota/plug-8/LWT", "Online", retain=True)
+        beats = [(old, "tele/plug-7/STATE"), (new, "tasmota/plug-8/STATE")]
+        # Added: subscribed at once; plug-7's retained birth is replayed, its beats heard.
+        proc.cli("sources", "set", "plugs", "tasmota", f"interval={INTERVAL}", "prefix=tele")
+        _beat_until(watch, "plug-7", "online", beats)
+        assert watch.latest("plug-8") is None
+        # Changed: plug-8's prefix taken, plug-7's dropped. plug-7 beats on, unheard.
+        proc.cli("sources", "set", "plugs", "tasmota", f"interval={INTERVAL}", "prefix=tasmota")
+        _beat_until(watch, "plug-8", "online", beats)
+        _beat_until(watch, "plug-7", "late", beats)
+        assert watch.latest("plug-8")["state"] == "online"  # type: ignore[index]
+        # Removed: plug-8 beats on, unheard; nor is its death: it goes stale, not offline.
+        proc.cli("sources", "remove", "plugs")
+        _beat_until(watch, "plug-8", "late", beats[1:])
+        new.drop()
+        watch.wait_state("plug-8", "stale")
+        assert "offline" not in [s["state"] for s in watch.statuses("plug-8")]
+        log = (tmp_path / "monitor.log").read_text()
+        assert "unsubscribed from tasmota/+/LWT, tasmota/+/SENSOR, tasmota/+/STATE" in log
+    finally:
+        proc.stop()
 
 
 @SQLITE_ONLY

@@ -19,7 +19,7 @@ async def test_sources_through_the_api(monitor_api: RunningMonitor) -> None:
             "kind": "tasmota",
             "options": {"interval": 300, "prefix": "tele"},
             "stored": True,
-            "active": False,  # the running monitor started without it
+            "active": True,  # this monitor watches it before answering
             "counts": {},
         }
         bad = await admin.put(

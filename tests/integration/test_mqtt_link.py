@@ -192,3 +192,34 @@ async def test_queued_publishes_all_reach_the_broker_and_the_latest_per_topic_wi
     latest = {m.topic: m.payload.decode() for m in ops.messages if m.retain}
     # dev-00000..00999 saw rounds 0-2, 01000..01999 rounds 1-2, the rest round 2 only.
     assert latest == {t: f"{t} v2" for t in topics}
+
+
+async def test_subscriptions_change_on_the_live_connection(
+    broker: TestBroker, device_id: str
+) -> None:
+    heartbeats = f"{ROOT}/devices/+/heartbeat"
+    presence = f"{ROOT}/devices/{device_id}/presence"
+    device = _device(broker, device_id)
+    try:
+        device.publish(presence, b'{"state": "online", "session": "s1"}', retain=True)
+        recorder = Recorder()
+        async with running_link(broker, recorder) as link:
+            # Added: the broker replays what it retains on the new filter, then delivers.
+            await link.set_subscriptions((heartbeats, f"{ROOT}/devices/+/presence"))
+            await _until(lambda: any(s.topic == presence for s in recorder.seen))
+            assert [s.retained for s in recorder.seen] == [True]
+            # Dropped: a presence published before a heartbeat (one publisher, so the
+            # broker keeps that order) is not delivered once the heartbeat is.
+            await link.set_subscriptions((heartbeats,))
+            device.publish(presence, b'{"state": "online", "session": "s2"}')
+            device.publish(f"{ROOT}/devices/{device_id}/heartbeat", _beat(1))
+            await _until(lambda: len(recorder.seen) >= 2)
+            assert [s.topic for s in recorder.seen] == [
+                presence,
+                f"{ROOT}/devices/{device_id}/heartbeat",
+            ]
+            assert link.connects == 1
+            assert link.subscriptions == (heartbeats,)
+    finally:
+        device.publish(presence, b"", retain=True)
+        device.close()
