@@ -16,7 +16,7 @@ run: bootstrap
 
 ## Lint, type-check and the whole test suite against real Mosquitto/PostgreSQL/SQLite.
 test: bootstrap-tests lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n 3 --dist loadfile
 
 lint:
 	$(BIN)/ruff check .
