@@ -142,6 +142,11 @@ class PrimaryHost:
             if keeper in done:
                 keeper.result()  # the connection ended: raises MqttError
                 return
+            # The keeper goes first: our own offline comes back on the subscription and
+            # it would take it for an overwrite and republish the birth after it.
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
             # A clean stop: say offline (the birth's timestamp) while still connected.
             await client.publish(
                 self._topic,
