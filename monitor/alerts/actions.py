@@ -165,10 +165,7 @@ class AlertActions:
                 flap_window=self._flap_window,
                 never_seen=intent.never_seen,
             )
-            await repository.update_alert_if(
-                session, alert_id=alert_id, expect={}, values={"message": message.body}
-            )
-            await self._notify(
+            await self._deliver_opened(
                 session,
                 alert_id,
                 message,
@@ -176,10 +173,7 @@ class AlertActions:
                 event=event,
                 channels=destinations.channels,
             )
-            await session.commit()
-        self.stats.alerts_opened += 1
-        self._log.warning("alert #%d: %s", alert_id, message.title)
-        self._publish(
+        self._announce_opened(
             alert_id,
             event,
             message,
@@ -337,10 +331,7 @@ class AlertActions:
             message = at_risk_message(
                 alert_id=alert_id, device=device, level=intent.level, reasons=intent.reasons
             )
-            await repository.update_alert_if(
-                session, alert_id=alert_id, expect={}, values={"message": message.body}
-            )
-            await self._notify(
+            await self._deliver_opened(
                 session,
                 alert_id,
                 message,
@@ -348,10 +339,7 @@ class AlertActions:
                 event=event,
                 channels=destinations.channels,
             )
-            await session.commit()
-        self.stats.alerts_opened += 1
-        self._log.warning("alert #%d: %s", alert_id, message.title)
-        self._publish(
+        self._announce_opened(
             alert_id,
             event,
             message,
@@ -723,6 +711,31 @@ class AlertActions:
         if rows:
             await repository.insert_deliveries(session, rows=rows, now=datetime.now(UTC))
             self.stats.notifications_queued += len(rows)
+
+    async def _deliver_opened(
+        self,
+        session: AsyncSession,
+        alert_id: int,
+        message: Message,
+        *,
+        key: str,
+        event: Event,
+        channels: Sequence[str],
+    ) -> None:
+        """A new alert's message stored and its deliveries queued, in one transaction."""
+        await repository.update_alert_if(
+            session, alert_id=alert_id, expect={}, values={"message": message.body}
+        )
+        await self._notify(session, alert_id, message, key=key, event=event, channels=channels)
+        await session.commit()
+
+    def _announce_opened(
+        self, alert_id: int, event: Event, message: Message, **published: Any
+    ) -> None:
+        """A new alert counted, logged and published on the alerts topic."""
+        self.stats.alerts_opened += 1
+        self._log.warning("alert #%d: %s", alert_id, message.title)
+        self._publish(alert_id, event, message, **published)
 
     def _publish(
         self,
