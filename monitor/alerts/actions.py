@@ -172,6 +172,7 @@ class AlertActions:
                 key=intent.key,
                 event=event,
                 channels=destinations.channels,
+                at=now,
             )
         self._announce_opened(
             alert_id,
@@ -229,7 +230,13 @@ class AlertActions:
                 return
             recipients = _recipients(destinations, escalated=alert.escalated_at is not None)
             await self._notify(
-                session, alert.id, message, key=intent.key, event=intent.event, channels=recipients
+                session,
+                alert.id,
+                message,
+                key=intent.key,
+                event=intent.event,
+                channels=recipients,
+                at=now,
             )
             await session.commit()
         self._log.warning("alert #%d: %s", alert.id, message.title)
@@ -276,7 +283,13 @@ class AlertActions:
                 escalated=alert.escalated_at is not None,
             )
             await self._notify(
-                session, alert.id, message, key=intent.key, event=intent.event, channels=recipients
+                session,
+                alert.id,
+                message,
+                key=intent.key,
+                event=intent.event,
+                channels=recipients,
+                at=now,
             )
             await session.commit()
         self._log.info("alert #%d: %s", alert.id, message.title)
@@ -338,6 +351,7 @@ class AlertActions:
                 key=intent.key,
                 event=event,
                 channels=destinations.channels,
+                at=now,
             )
         self._announce_opened(
             alert_id,
@@ -374,7 +388,13 @@ class AlertActions:
             )
             recipients = tuple(alert.channels)
             await self._notify(
-                session, alert.id, message, key=intent.key, event=intent.event, channels=recipients
+                session,
+                alert.id,
+                message,
+                key=intent.key,
+                event=intent.event,
+                channels=recipients,
+                at=now,
             )
             await session.commit()
         self._log.info("alert #%d: %s", alert.id, message.title)
@@ -455,6 +475,7 @@ class AlertActions:
                 key=intent.key,
                 event=Event.RECOVERIES,
                 channels=destinations.channels,
+                at=now,
             )
             await session.commit()
         self._log.info("alert #%d: %s", group_id, message.title)
@@ -520,6 +541,7 @@ class AlertActions:
                 key=intent.key,
                 event=Event.OUTAGE,
                 channels=destinations.channels,
+                at=now,
             )
             await session.commit()
         self.stats.outages += 1
@@ -594,6 +616,7 @@ class AlertActions:
                 key=intent.key,
                 event=Event.OUTAGE_OVER,
                 channels=recipients,
+                at=now,
             )
             await session.commit()
         self._log.info("alert #%d: %s", alert.id, message.title)
@@ -659,7 +682,7 @@ class AlertActions:
             if not won:
                 return False
             await self._notify(
-                session, alert.id, message, key=key, event=event, channels=recipients
+                session, alert.id, message, key=key, event=event, channels=recipients, at=now
             )
             await session.commit()
         self.stats.followups += 1
@@ -695,7 +718,10 @@ class AlertActions:
         key: str,
         event: Event,
         channels: Sequence[str],
+        at: datetime,
     ) -> None:
+        """Deliveries queued as of ``at``, the instant the notification was decided: the same
+        instant the alert's ``last_notified_at`` records, so the two never disagree."""
         rows = [
             NewDelivery(
                 dedup_key=f"{key}:{event.value}:{channel}",
@@ -709,7 +735,7 @@ class AlertActions:
             for channel in channels
         ]
         if rows:
-            await repository.insert_deliveries(session, rows=rows, now=datetime.now(UTC))
+            await repository.insert_deliveries(session, rows=rows, now=at)
             self.stats.notifications_queued += len(rows)
 
     async def _deliver_opened(
@@ -721,12 +747,15 @@ class AlertActions:
         key: str,
         event: Event,
         channels: Sequence[str],
+        at: datetime,
     ) -> None:
         """A new alert's message stored and its deliveries queued, in one transaction."""
         await repository.update_alert_if(
             session, alert_id=alert_id, expect={}, values={"message": message.body}
         )
-        await self._notify(session, alert_id, message, key=key, event=event, channels=channels)
+        await self._notify(
+            session, alert_id, message, key=key, event=event, channels=channels, at=at
+        )
         await session.commit()
 
     def _announce_opened(
