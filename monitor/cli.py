@@ -12,6 +12,7 @@ from broker.errors import BrokerToolError
 from device_client.cli import add_device_parser, add_simulate_parser
 from device_client.protocol import ProtocolError
 from monitor.alerts.cli import add_alert_parsers
+from monitor.cli_cluster import add_cluster_parser
 from monitor.cli_db import add_db_parser
 from monitor.cli_manage import add_manage_parsers
 from monitor.cli_monitor import add_monitor_parser
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_manage_parsers(sub)
     add_sources_parser(sub)
     add_alert_parsers(sub)
+    add_cluster_parser(sub)
     add_db_parser(sub)
     add_token_parser(sub)
     add_device_parser(sub)

@@ -20,6 +20,7 @@ from monitor.connect_failure import FailureKind
 from monitor.liveness.clock import TOLERANCE as CLOCK_TOLERANCE
 from monitor.liveness.outcomes import Outcome
 from monitor.liveness.states import State, Transition
+from monitor.metrics_cluster import ClusterCollector
 from monitor.metrics_risk import RiskCollector
 from monitor.sight import Blindness, Sight
 from monitor.store.writer import FlushReport
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from collections import Counter as CounterOf
 
     from monitor.alerts.shell import Alerting
+    from monitor.cluster.keeper import LeaseKeeper
     from monitor.config_sync import ConfigSync
     from monitor.ingest import Ingest
     from monitor.live_events import EventHub
@@ -61,6 +63,7 @@ class Observed(Protocol):
     counts: CounterOf[str]
     config: ConfigSync
     sight: Sight | None
+    keeper: LeaseKeeper | None
 
 
 class ServiceMetrics:
@@ -94,6 +97,7 @@ class ServiceMetrics:
         )
         self.registry.register(_LiveCollector(service))
         self.registry.register(RiskCollector(service.risk))
+        self.registry.register(ClusterCollector(lambda: service.keeper, lambda: service.writer))
 
     def on_flush(self, report: FlushReport) -> None:
         self.flush_seconds.observe(report.seconds)

@@ -36,6 +36,8 @@ from device_client.protocol import (
 )
 from device_client.urls import parse_broker_url
 from monitor.alerts.shell import Alerting
+from monitor.cluster.keeper import LeaseKeeper
+from monitor.cluster.partitions import partition_of
 from monitor.config_sync import TIMING_SETTINGS, ConfigSync, DefaultTiming
 from monitor.errors import ConfigError
 from monitor.forgotten_devices import ForgottenDevices
@@ -128,6 +130,8 @@ class MonitorService:
                 min_outages=settings.risk_min_outages,
             )
         )
+        # Cluster mode (docs/cluster.md): this replica's partition leases; None alone.
+        self.keeper: LeaseKeeper | None = None
         self.metrics = ServiceMetrics(self)  # this instance's own Prometheus registry
         self.writer = WriteBehind(
             self.sessions,
@@ -176,6 +180,16 @@ class MonitorService:
         self._seen = False  # sight has returned at least once (the first connection)
         # Per process: a probe of an earlier process (its resumed session) is not ours.
         self._probe_topic = f"{settings.topic_root}/monitor/probe/{secrets.token_hex(6)}"
+
+    def acts_for(self, device_id: str) -> bool:
+        """Whether this replica's engine is the live truth for ``device_id`` now.
+
+        Alone, always. In cluster mode only while it holds the device's partition: for
+        the rest of the fleet the database, which the owners write, is what the API and
+        dashboard show, so every replica shows the same fleet.
+        """
+        keeper = self.keeper
+        return keeper is None or keeper.acting(partition_of(device_id, self.settings.partitions))
 
     # ----------------------------------------------------------------- startup
 

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from monitor.cluster import leases as lease_store
 from monitor.cluster.fencing import Fence
+from monitor.cluster.keeper_stats import KeeperStats
 from monitor.cluster.leases import Lease
 from monitor.cluster.rebalance import plan_for
 from monitor.store.errors import StoreError
@@ -56,6 +57,10 @@ async def _no_flush(_partitions: frozenset[int]) -> None:
     return None
 
 
+def _no_lag() -> float | None:
+    return None
+
+
 class LeaseKeeper:
     """Holds this replica's share of the partitions; read :attr:`leases` or :meth:`fence`."""
 
@@ -68,6 +73,7 @@ class LeaseKeeper:
         timing: KeeperTiming,
         before_release: Callable[[frozenset[int]], Awaitable[None]] = _no_flush,
         clock: Callable[[], float] = time.monotonic,
+        lag: Callable[[], float | None] = _no_lag,
     ) -> None:
         self.sessions = sessions
         self.owner = owner
@@ -75,6 +81,9 @@ class LeaseKeeper:
         self.timing = timing
         self.before_release = before_release
         self.clock = clock
+        # Reported with each renewal (the write-behind's lag), for the cluster view.
+        self.lag = lag
+        self.stats = KeeperStats()
         self.leases: dict[int, Lease] = {}
         # Being handed off: no longer acted for, still in the fence so the flush that
         # precedes the release can write what was queued for them.
@@ -104,15 +113,26 @@ class LeaseKeeper:
             await lease_store.ensure_partitions(session, partitions=self.partitions)
 
     async def step(self) -> None:
+        self.stats.steps += 1
+        try:
+            await self._step()
+        except StoreError:
+            self.stats.step_failures += 1
+            raise
+
+    async def _step(self) -> None:
         ttl = self.timing.ttl
         now = self.clock()
+        held = len(self.leases)
         self.leases = {p: lease for p, lease in self.leases.items() if lease.valid_until > now}
         sent_at = self.clock()
         async with self.sessions.begin() as session:
-            await lease_store.heartbeat_member(session, owner=self.owner, ttl=ttl)
+            await lease_store.heartbeat_member(session, owner=self.owner, ttl=ttl, lag=self.lag())
             renewed = await lease_store.renew(
                 session, leases=list(self.leases.values()), ttl=ttl, sent_at=sent_at
             )
+        self.stats.renew.observe(self.clock() - sent_at)
+        self.stats.lost += held - len(renewed)
         self.leases = renewed
         async with self.sessions() as session:
             members = await lease_store.live_members(session)
@@ -128,6 +148,9 @@ class LeaseKeeper:
                 )
             if lease is not None:
                 self.leases[partition] = lease
+                self.stats.acquired += 1
+                if lease.taken_from is not None and lease.taken_from != self.owner:
+                    self.stats.takeovers += 1
 
     async def hand_off(self, partitions: Collection[int]) -> None:
         """Stop acting for ``partitions``, flush (``before_release``), then release them."""
@@ -140,7 +163,8 @@ class LeaseKeeper:
             given = [self.leases.pop(p) for p in sorted(chosen) if p in self.leases]
             async with self.sessions.begin() as session:
                 for lease in given:
-                    await lease_store.release(session, lease=lease)
+                    if await lease_store.release(session, lease=lease):
+                        self.stats.released += 1
         finally:
             # Released, or failed half-way: either way the next step sorts it out (an
             # unreleased lease that was popped simply expires).

@@ -62,6 +62,9 @@ class Lease:
     owner: str
     expires_at: datetime  # the database's clock
     valid_until: float  # this process's monotonic clock: sent_at + ttl
+    # Acquisition only: the owner whose lease had expired when this one was taken
+    # (None when the partition had been released, or never held): a takeover.
+    taken_from: str | None = None
 
     def acting(self, now: float, *, margin: float) -> bool:
         """Whether the replica may still act (publish, alert) for the partition at ``now``.
@@ -137,7 +140,7 @@ _ACQUIRE: Final = text(
                previous_owner, previous_expires_at
         FROM taken
     )
-    SELECT partition, epoch, expires_at FROM taken
+    SELECT partition, epoch, expires_at, previous_owner FROM taken
     """
 )
 
@@ -164,6 +167,7 @@ async def acquire(
         owner=owner,
         expires_at=row.expires_at,
         valid_until=sent_at + ttl,
+        taken_from=row.previous_owner,
     )
 
 
@@ -254,17 +258,24 @@ async def lease_owners(session: AsyncSession) -> dict[int, str | None]:
     return {row.partition: row.owner for row in rows}
 
 
-async def heartbeat_member(session: AsyncSession, *, owner: str, ttl: float) -> None:
-    """Say this replica is alive for ``ttl`` more seconds (joins on first call)."""
+async def heartbeat_member(
+    session: AsyncSession, *, owner: str, ttl: float, lag: float | None = None
+) -> None:
+    """Say this replica is alive for ``ttl`` more seconds (joins on first call).
+
+    ``lag``: the replica's write-behind lag now, for the cluster view.
+    """
     _require_postgres(session, "announce a replica")
     with translated("announce a replica"):
         await session.execute(
             text(
-                "INSERT INTO cluster_members (owner, joined_at, expires_at) VALUES "
-                "(:owner, clock_timestamp(), clock_timestamp() + make_interval(secs => :ttl)) "
-                "ON CONFLICT (owner) DO UPDATE SET expires_at = EXCLUDED.expires_at"
+                "INSERT INTO cluster_members (owner, joined_at, expires_at, renewed_at, "
+                "lag_seconds) VALUES (:owner, clock_timestamp(), "
+                "clock_timestamp() + make_interval(secs => :ttl), clock_timestamp(), :lag) "
+                "ON CONFLICT (owner) DO UPDATE SET expires_at = EXCLUDED.expires_at, "
+                "renewed_at = EXCLUDED.renewed_at, lag_seconds = EXCLUDED.lag_seconds"
             ),
-            {"owner": owner, "ttl": float(ttl)},
+            {"owner": owner, "ttl": float(ttl), "lag": lag},
         )
 
 

@@ -327,3 +327,7 @@ class ClusterMember(Base):
     owner: Mapped[str] = mapped_column(String(128), primary_key=True)
     joined_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Written with every renewal (the cluster view reads them): when, and the replica's
+    # write-behind lag then.
+    renewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lag_seconds: Mapped[float | None] = mapped_column(Float)

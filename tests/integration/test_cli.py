@@ -19,7 +19,7 @@ from tests.harness.store_queries import list_rollups
 
 SUBCOMMANDS = [
     "monitor", "status", "watch", "devices", "classes", "db", "device", "simulate",
-    "broker", "demo", "token", "alerts", "channels", "rules", "maintenance",
+    "broker", "demo", "token", "alerts", "channels", "rules", "maintenance", "cluster",
 ]  # fmt: skip
 
 
