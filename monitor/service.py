@@ -47,7 +47,7 @@ from monitor.live_events import EventHub, transition_event
 from monitor.liveness.engine import LivenessEngine
 from monitor.liveness.outcomes import Cadence, EventResult, Outcome
 from monitor.liveness.snapshot import DeviceSnapshot
-from monitor.liveness.states import Transition
+from monitor.liveness.states import State, Transition
 from monitor.metrics import ServiceMetrics
 from monitor.mqtt_link import LinkOptions, MqttLink, Outgoing
 from monitor.ops.config_version import CONFIG_VERSION_KEY
@@ -132,6 +132,9 @@ class MonitorService:
         )
         # Cluster mode (docs/cluster.md): this replica's partition leases; None alone.
         self.keeper: LeaseKeeper | None = None
+        # Cluster mode: devices per state of the whole fleet, as the database has it,
+        # re-read every summary interval (the engine may hold only its own partitions).
+        self._fleet_counts: dict[State, int] | None = None
         self.metrics = ServiceMetrics(self)  # this instance's own Prometheus registry
         self.writer = WriteBehind(
             self.sessions,
@@ -190,6 +193,31 @@ class MonitorService:
         """
         keeper = self.keeper
         return keeper is None or keeper.acting(partition_of(device_id, self.settings.partitions))
+
+    def live_snapshot(self, device_id: str) -> DeviceSnapshot | None:
+        """The engine's view of ``device_id`` where it is the live truth (:meth:`acts_for`)."""
+        engine = self.engine
+        if engine is None or not self.acts_for(device_id):
+            return None
+        return engine.snapshot(device_id)
+
+    def fleet_counts(self) -> dict[State, int]:
+        """Devices per state of the whole fleet: the engine's alone, the database's in
+        cluster mode (as of the last summary interval), whichever replica asks."""
+        if self.keeper is not None and self._fleet_counts is not None:
+            return dict(self._fleet_counts)
+        return self.engine.counts() if self.engine is not None else {}
+
+    async def _read_fleet_counts(self) -> None:
+        try:
+            async with self.sessions() as session:
+                stored = await repository.count_devices_by_state(session)
+        except StoreError as exc:
+            # Kept as they were: the next interval tries again.
+            log.debug("fleet counts: %s", exc)
+            return
+        known = {s.value for s in State}
+        self._fleet_counts = {State(k): n for k, n in stored.items() if k in known}
 
     # ----------------------------------------------------------------- startup
 
@@ -509,11 +537,18 @@ class MonitorService:
     async def _summary_loop(self) -> None:
         assert self.engine is not None
         while True:
-            if self.link is not None and self.link.connected:
+            keeper = self.keeper
+            if keeper is not None:
+                await self._read_fleet_counts()
+            # In cluster mode one replica publishes the retained summary, the one acting
+            # for partition 0, so the topic carries one stream rather than several
+            # interleaved; a takeover of partition 0 moves it with the lease.
+            publishes = keeper is None or keeper.acting(0)
+            if publishes and self.link is not None and self.link.connected:
                 self.link.publish(
                     self.topics.fleet_summary,
                     summary_payload(
-                        {s.value: n for s, n in self.engine.counts().items()}, at=time.time()
+                        {s.value: n for s, n in self.fleet_counts().items()}, at=time.time()
                     ),
                 )
             await asyncio.sleep(self.settings.summary_interval)

@@ -17,6 +17,7 @@ from monitor.alerts.errors import AlertingError
 from monitor.store.errors import DataRejected, StoreError
 from monitor.web import (
     routes_alerts,
+    routes_cluster,
     routes_fleet,
     routes_health,
     routes_manage,
@@ -135,6 +136,7 @@ def create_app(service: MonitorService) -> FastAPI:
     app.include_router(routes_read.router, tags=["read"])
     app.include_router(routes_risk.router)
     app.include_router(routes_fleet.router)
+    app.include_router(routes_cluster.router)
     app.include_router(routes_manage.router, tags=["manage"])
     app.include_router(routes_sources.router)
     app.include_router(routes_alerts.router)
@@ -148,6 +150,10 @@ def create_app(service: MonitorService) -> FastAPI:
     @app.get("/alerts", include_in_schema=False)
     async def alerts_page() -> FileResponse:
         return FileResponse(TEMPLATES_DIR / "alerts.html", media_type="text/html")
+
+    @app.get("/cluster", include_in_schema=False)
+    async def cluster_page() -> FileResponse:
+        return FileResponse(TEMPLATES_DIR / "cluster.html", media_type="text/html")
 
     @app.get("/devices/{device_id}", include_in_schema=False)
     async def device_page(device_id: DevicePath) -> FileResponse:

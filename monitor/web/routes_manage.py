@@ -71,7 +71,7 @@ async def patch_device(
     await service.apply_config_change(version, previous=previous, device_ids=[device_id])
     async with service.sessions() as session:
         row = await reports.get_device(session, device_id=device_id)
-    live = service.engine.snapshot(device_id) if service.engine is not None else None
+    live = service.live_snapshot(device_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no device {device_id!r}")
     return with_risk(device_out(row, live), service.risk.report)

@@ -50,6 +50,8 @@ async def me(principal: Reader) -> MeOut:
     "/summary",
     response_model=SummaryOut,
     summary="Devices per state, live from the running monitor",
+    description="The whole fleet from any replica: alone, the running engine's counts; "
+    "in cluster mode the database's, re-read every summary interval (5 s by default).",
 )
 async def summary(service: Service, _: Reader) -> SummaryOut:
     return summary_of(service)
@@ -57,7 +59,7 @@ async def summary(service: Service, _: Reader) -> SummaryOut:
 
 def summary_of(service: Service) -> SummaryOut:
     engine = service.engine
-    counts = engine.counts() if engine is not None else {}
+    counts = service.fleet_counts()
     full = {state: counts.get(state, 0) for state in State}
     started = to_datetime(service.started_wall)
     assert started is not None
@@ -110,12 +112,8 @@ async def list_devices(
         total, rows = await reports.page_devices(
             session, flt=flt, sort=sort, descending=order == "desc", limit=limit, offset=offset
         )
-    engine = service.engine
     report = service.risk.report
-    items = [
-        with_risk(device_out(row, engine.snapshot(row.id) if engine else None), report)
-        for row in rows
-    ]
+    items = [with_risk(device_out(row, service.live_snapshot(row.id)), report) for row in rows]
     return DevicePage(total=total, limit=limit, offset=offset, items=items)
 
 
@@ -135,7 +133,7 @@ async def list_tags(service: Service, _: Reader) -> list[str]:
     "counted. It is computed from the transitions table.",
 )
 async def get_device(service: Service, _: Reader, device_id: DevicePath) -> DeviceDetail:
-    live = service.engine.snapshot(device_id) if service.engine is not None else None
+    live = service.live_snapshot(device_id)
     now = datetime.now(UTC)
     async with service.sessions() as session:
         row = await reports.get_device(session, device_id=device_id)
