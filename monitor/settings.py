@@ -64,6 +64,25 @@ class MonitorSettings(BaseSettings):
         le=MAX_PARTITIONS,
         description="cluster partitions of the fleet; fixed per deployment (docs/cluster.md)",
     )
+    # Cluster mode (docs/cluster.md): on PostgreSQL replicas share the fleet by leases.
+    cluster: bool | None = Field(
+        None, description="share the fleet with other replicas by leases; default: on PostgreSQL"
+    )
+    replica: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="this replica's name in the cluster; default: host name and process id",
+    )
+    lease_ttl: float = Field(10.0, gt=0, le=600, description="seconds a partition lease lasts")
+    lease_renew_every: float = Field(2.0, gt=0, le=300, description="lease renewal period")
+    lease_margin: float = Field(
+        2.0, ge=0, le=300, description="stop acting this long before an unrenewed lease ends"
+    )
+    partition_topics: bool = Field(
+        False,
+        description="the broker routes devices to {root}/partitions/{p}/... (NATS subject "
+        "mapping): subscribe only to the partitions this replica owns",
+    )
 
     sources_file: Path | None = Field(
         None, description="TOML file of sources in other conventions (docs/adapters.md)"
@@ -168,6 +187,20 @@ class MonitorSettings(BaseSettings):
         if (self.http_tls_cert is None) != (self.http_tls_key is None):
             raise ValueError("http_tls_cert and http_tls_key must be given together")
         return self
+
+    @model_validator(mode="after")
+    def _lease_timing(self) -> MonitorSettings:
+        # Two renewals must fit before a replica stops acting (monitor/cluster/keeper.py).
+        if 2 * self.lease_renew_every + self.lease_margin > self.lease_ttl:
+            raise ValueError("lease timing needs 2 * lease_renew_every + lease_margin <= lease_ttl")
+        if self.cluster and not self.database_url.startswith("postgresql"):
+            raise ValueError("cluster mode needs PostgreSQL: SQLite is single-replica")
+        return self
+
+    @property
+    def cluster_mode(self) -> bool:
+        """Whether this replica holds partition leases (never on SQLite)."""
+        return self.database_url.startswith("postgresql") if self.cluster is None else self.cluster
 
     @field_validator("homeassistant_prefix")
     @classmethod
