@@ -58,6 +58,13 @@ def add_broker_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     p.add_argument("--root", default=DEFAULT_TOPIC_ROOT, help="topic root (%(default)s)")
     p.add_argument("--output", type=Path, help="write here instead of stdout")
     p.add_argument(
+        "--monitor-user",
+        action="append",
+        metavar="NAME",
+        help=f"the monitor's broker user ({MONITOR_USER}); repeat it for the replicas of a "
+        "cluster, each of which logs in as its own user",
+    )
+    p.add_argument(
         "--homeassistant-prefix",
         metavar="PREFIX",
         help="also allow Home Assistant MQTT discovery under this prefix (e.g. homeassistant)",
@@ -161,6 +168,7 @@ def _cmd_acl(args: argparse.Namespace) -> int:
     try:
         text = render_acl(
             args.root,
+            monitor_user=args.monitor_user or MONITOR_USER,
             homeassistant_prefix=args.homeassistant_prefix,
             homeassistant_user=args.homeassistant_user,
         )

@@ -104,6 +104,18 @@ def test_broker_acl_for_another_root() -> None:
     assert clawbeat("broker", "acl", "--root", "bad/#").returncode == 2
 
 
+def test_broker_acl_gives_each_replica_the_monitors_rights() -> None:
+    # Replicas of a cluster log in as users of their own (the broker binds client ids
+    # to usernames): each needs the whole of the monitor's block.
+    alone = clawbeat("broker", "acl").stdout
+    block = alone[alone.index("user monitor\n") : alone.index("\n\n", alone.index("user monitor"))]
+    result = clawbeat("broker", "acl", "--monitor-user", "monitor-a", "--monitor-user", "monitor-b")
+    assert result.returncode == 0, result.stderr
+    for user in ("monitor-a", "monitor-b"):
+        assert block.replace("user monitor\n", f"user {user}\n") in result.stdout
+    assert "user monitor\n" not in result.stdout
+
+
 def test_db_classes_and_devices_on_sqlite(tmp_path: Path) -> None:
     env = {"CLAWBEAT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'c.db'}"}
     current = clawbeat("db", "current", env=env)
