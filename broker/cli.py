@@ -15,6 +15,7 @@ from types import FrameType
 from broker.acl import HOMEASSISTANT_USER, MONITOR_USER, OPS_USER, render_acl
 from broker.certs import generate_dev_certs
 from broker.errors import BrokerToolError
+from broker.nats_auth import parse_password_lines, render_nats_authorization
 from broker.passwords import add_users, list_users, remove_user
 from broker.runner import BrokerProcess
 from device_client.protocol import DEFAULT_TOPIC_ROOT, InvalidDeviceId, validate_device_id
@@ -75,6 +76,28 @@ def add_broker_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         help="Home Assistant's broker user (%(default)s)",
     )
     p.set_defaults(func=_cmd_acl)
+
+    p = sub.add_parser(
+        "nats-auth",
+        help="print (or write) NATS users and permissions equivalent to the ACL",
+        description="Write nats-server's authorization block (include it from the server "
+        "config): each device publishes only its own heartbeat and presence and reads only "
+        "its own config, over MQTT only; the monitor and ops users as in the ACL. USERS is a "
+        "file of name:password lines (plain, or bcrypt hashes from `nats server passwd`).",
+    )
+    p.add_argument("--users", type=Path, required=True, help="name:password lines")
+    p.add_argument("--root", default=DEFAULT_TOPIC_ROOT, help="topic root (%(default)s)")
+    p.add_argument(
+        "--partitions",
+        type=int,
+        metavar="P",
+        help="the P of the broker's partition subject mapping (docs/cluster.md); omit when "
+        "the broker does not remap device topics",
+    )
+    p.add_argument("--monitor-user", default=MONITOR_USER, help="(%(default)s)")
+    p.add_argument("--ops-user", default=OPS_USER, help="(%(default)s)")
+    p.add_argument("--output", type=Path, help="write here (mode 600) instead of stdout")
+    p.set_defaults(func=_cmd_nats_auth)
 
     p = sub.add_parser("dev-certs", help="generate a development CA, server and client cert")
     p.add_argument("--dir", type=Path, default=Path("broker/dev"), help="output (%(default)s)")
@@ -177,6 +200,32 @@ def _cmd_acl(args: argparse.Namespace) -> int:
         return 2
     if args.output:
         args.output.write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_nats_auth(args: argparse.Namespace) -> int:
+    try:
+        users = parse_password_lines(args.users.read_text(), source=str(args.users))
+        text = render_nats_authorization(
+            users,
+            topic_root=args.root,
+            partitions=args.partitions,
+            monitor_user=args.monitor_user,
+            ops_user=args.ops_user,
+        )
+    except OSError as exc:
+        print(f"error: cannot read {args.users}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.output:
+        # Passwords inside: created private, never world-readable even for a moment.
+        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
     else:
         sys.stdout.write(text)
     return 0
