@@ -30,8 +30,8 @@ writes the alert, for the same reason.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, TypeVar
 
@@ -43,6 +43,7 @@ from monitor.cluster.leases import Lease
 from monitor.cluster.partitions import check_partitions, partition_of
 from monitor.store import repository
 from monitor.store.database import translated
+from monitor.store.fence import Rejections
 from monitor.store.rows import DeviceRow, RollupRow, TransitionRow
 
 _T = TypeVar("_T")
@@ -75,17 +76,33 @@ class Fence:
     def partition(self, device_id: str) -> int:
         return partition_of(device_id, self.partitions)
 
+    # The write-behind's fence (monitor.store.fence.WriteFence): each returns the rows
+    # refused.
 
-@dataclass(slots=True)
-class Rejections:
-    """Rows the database refused because their partition's lease had moved on."""
+    async def write_devices(
+        self,
+        session: AsyncSession,
+        *,
+        rows: Sequence[DeviceRow],
+        now: datetime,
+        rejections: Rejections,
+    ) -> int:
+        written = await upsert_devices(
+            session, fence=self, rows=rows, now=now, rejections=rejections
+        )
+        return written.rejected
 
-    rows: int = 0
-    by_partition: dict[int, int] = field(default_factory=dict)
+    async def write_transitions(
+        self, session: AsyncSession, *, rows: Sequence[TransitionRow], rejections: Rejections
+    ) -> int:
+        written = await insert_transitions(session, fence=self, rows=rows, rejections=rejections)
+        return written.rejected
 
-    def add(self, partition: int, count: int) -> None:
-        self.rows += count
-        self.by_partition[partition] = self.by_partition.get(partition, 0) + count
+    async def write_rollups(
+        self, session: AsyncSession, *, rows: Sequence[RollupRow], rejections: Rejections
+    ) -> int:
+        written = await add_rollups(session, fence=self, rows=rows, rejections=rejections)
+        return written.rejected
 
 
 @dataclass(frozen=True, slots=True)

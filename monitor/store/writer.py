@@ -20,9 +20,9 @@ Rules:
   retry can fix) is isolated by writing its batch row by row; only that row is dropped,
   with an error log, so one bad row cannot block every write behind it.
 * Cluster mode (``fence``, ``docs/cluster.md``): every batch is written under the fence
-  of the partitions this replica holds at that moment. Rows of partitions it no longer
-  holds are refused by the database, counted in ``stats.rows_fenced`` and dropped, never
-  retried: a lost epoch never comes back.
+  of the partitions this replica holds at that moment (a :class:`WriteFence`). Rows of
+  partitions it no longer holds are refused by the database, counted in
+  ``stats.rows_fenced`` and dropped, never retried: a lost epoch never comes back.
 * Retried transition batches cannot insert duplicates: each transition carries a
   ``uid`` and inserts are ``ON CONFLICT (uid) DO NOTHING``. Rollups are additive, so a
   commit whose acknowledgement was lost and is retried counts that batch twice; that
@@ -48,11 +48,10 @@ from typing import Final, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from device_client.backoff import Backoff
-from monitor.cluster import fencing
-from monitor.cluster.fencing import Fence, Rejections
 from monitor.store import repository
 from monitor.store.database import translated
 from monitor.store.errors import DataRejected, StoreError, StoreUnavailable, WriterClosed
+from monitor.store.fence import Rejections, WriteFence
 from monitor.store.rows import DeviceRow, RollupRow, TransitionRow, superseding
 
 _T = TypeVar("_T")
@@ -124,7 +123,7 @@ class WriteBehind:
         logger: logging.Logger | None = None,
         on_flush: Callable[[FlushReport], None] | None = None,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        fence: Callable[[], Fence] | None = None,
+        fence: Callable[[], WriteFence] | None = None,
     ) -> None:
         if flush_interval <= 0:
             raise ValueError("flush_interval must be positive")
@@ -517,19 +516,14 @@ class WriteBehind:
 
     # --- the three writes, fenced in cluster mode -------------------------------------
 
-    def _count_fenced(self, outcome: fencing.FencedWrite) -> None:
-        self.stats.rows_fenced += outcome.rejected
-
     async def _insert_transitions(
         self, session: AsyncSession, rows: Sequence[TransitionRow]
     ) -> None:
         if self._fence is None:
             await repository.insert_transitions(session, rows=rows)
             return
-        self._count_fenced(
-            await fencing.insert_transitions(
-                session, fence=self._fence(), rows=rows, rejections=self.fenced
-            )
+        self.stats.rows_fenced += await self._fence().write_transitions(
+            session, rows=rows, rejections=self.fenced
         )
 
     async def _upsert_devices(self, session: AsyncSession, rows: Sequence[DeviceRow]) -> None:
@@ -537,20 +531,16 @@ class WriteBehind:
         if self._fence is None:
             await repository.upsert_devices(session, rows=rows, now=now)
             return
-        self._count_fenced(
-            await fencing.upsert_devices(
-                session, fence=self._fence(), rows=rows, now=now, rejections=self.fenced
-            )
+        self.stats.rows_fenced += await self._fence().write_devices(
+            session, rows=rows, now=now, rejections=self.fenced
         )
 
     async def _add_rollups(self, session: AsyncSession, rows: Sequence[RollupRow]) -> None:
         if self._fence is None:
             await repository.add_rollups(session, rows=rows)
             return
-        self._count_fenced(
-            await fencing.add_rollups(
-                session, fence=self._fence(), rows=rows, rejections=self.fenced
-            )
+        self.stats.rows_fenced += await self._fence().write_rollups(
+            session, rows=rows, rejections=self.fenced
         )
 
     async def _write_transitions(self) -> None:

@@ -18,8 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from monitor.cluster import fencing, leases
 from monitor.cluster.errors import LeaseLost
-from monitor.cluster.fencing import Fence, Rejections
+from monitor.cluster.fencing import Fence
 from monitor.cluster.partitions import partition_of
+from monitor.store.fence import Rejections
 from monitor.store.rows import DeviceRow, RollupRow, TransitionRow
 from tests.harness.api import wait_for
 from tests.harness.db_fixtures import database_name, open_store
