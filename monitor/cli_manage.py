@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Final, cast
 
 from device_client.protocol import validate_device_id
+from monitor.alerts import api as alerts_api
 from monitor.cli_common import add_database_option, db_session, settings_from
 from monitor.cli_table import print_table
 from monitor.liveness.policy import DEFAULT_GRACE, DEFAULT_LOST_AFTER, DEFAULT_MISSED_LIMIT
@@ -150,7 +151,12 @@ def _maintenance(args: argparse.Namespace) -> int:
 def _forget(args: argparse.Namespace) -> int:
     async def run() -> Forgotten:
         async with db_session(settings_from(args).database_url) as session:
-            done = await forget_device(session, device_id=args.device_id, now=datetime.now(UTC))
+            done = await forget_device(
+                session,
+                device_id=args.device_id,
+                now=datetime.now(UTC),
+                resolve_alerts=alerts_api.resolve_forgotten,
+            )
             await session.commit()
             return done
 

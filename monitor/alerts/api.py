@@ -49,6 +49,8 @@ list_alerts = repository.list_alerts
 get_alert = repository.get_alert
 list_deliveries = repository.list_deliveries
 delivery_counts = repository.delivery_counts
+# What forgetting a device (monitor.ops.forget) does to its alerts, in its transaction.
+resolve_forgotten = repository.resolve_forgotten
 
 
 def _now(now: datetime | None) -> datetime:
