@@ -12,94 +12,20 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from monitor.cluster.partitions import nats_mapping, partition_of
 from tests.harness.monitor import wait_until
+from tests.harness.mqtt_user import MqttUser
 from tests.harness.nats import nats_server_binary
 from tests.harness.nats_cluster import MqttLogin, NatsCluster, NatsNode
 
 ROOT = "clawbeat/v1"
 P = 64
 PASSWORDS = {"monitor": "monitor-pw", "ops": "ops-pw", "pump-1": "pw-1", "pump-2": "pw-2"}
-
-
-class Client:
-    """A paho client on one node recording messages and SUBACK codes."""
-
-    def __init__(self, port: int, user: str, *, will_topic: str | None = None) -> None:
-        self.user = user
-        self.messages: list[tuple[str, bytes, bool]] = []
-        self.connacks: list[int] = []
-        self._cond = threading.Condition()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{user}-{port}")
-        self.client.username_pw_set(user, PASSWORDS[user])
-        if will_topic:
-            self.client.will_set(will_topic, b'{"state":"offline"}', qos=1, retain=True)
-        self.client.on_message = self._on_message
-        self.client.on_connect = self._on_connect
-        self.client.connect("127.0.0.1", port, 30)
-        self.client.loop_start()
-        self.wait(lambda: self.connacks, "CONNACK")
-
-    def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        with self._cond:
-            self.connacks.append(reason.value)
-            self._cond.notify_all()
-
-    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        with self._cond:
-            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
-            self._cond.notify_all()
-
-    def wait(self, condition: Any, what: str, timeout: float = 10.0) -> Any:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not (result := condition()):
-                if not self._cond.wait(deadline - time.monotonic()) and not condition():
-                    raise AssertionError(f"{self.user}: no {what}; got {self.messages}")
-            return result
-
-    def subscribe(self, topic: str) -> int:
-        """Subscribe at QoS 1; the SUBACK code (1 granted, 128 refused)."""
-        codes: list[int] = []
-        done = threading.Event()
-
-        def on_subscribe(_c: Any, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
-            codes.extend(r.value for r in reasons)
-            done.set()
-
-        self.client.on_subscribe = on_subscribe
-        self.client.subscribe(topic, qos=1)
-        assert done.wait(10), f"no SUBACK for {topic}"
-        return codes[0]
-
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
-        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
-
-    def topics(self) -> list[str]:
-        with self._cond:
-            return [topic for topic, _, _ in self.messages]
-
-    def die(self) -> None:
-        """Close the socket without DISCONNECT: the server publishes the will."""
-        self.client.loop_stop()
-        sock = self.client.socket()
-        if isinstance(sock, socket.socket):
-            sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 @pytest.fixture
@@ -144,15 +70,19 @@ def _partition_topic(device_id: str, kind: str) -> str:
 
 def test_a_device_can_only_publish_and_read_its_own_topics(cluster: NatsCluster) -> None:
     node = [n.ports.mqtt for n in cluster.nodes]
-    monitor = Client(node[0], "monitor")
+    monitor = MqttUser(node[0], "monitor", passwords=PASSWORDS)
     for filter_ in (
         f"{ROOT}/partitions/+/devices/+/heartbeat",
         f"{ROOT}/partitions/+/devices/+/presence",
         f"{ROOT}/devices/+/config",
     ):
         assert monitor.subscribe(filter_) == 1
-    pump1 = Client(node[1], "pump-1", will_topic=f"{ROOT}/devices/pump-2/presence")
-    pump2 = Client(node[2], "pump-2", will_topic=f"{ROOT}/devices/pump-2/presence")
+    pump1 = MqttUser(
+        node[1], "pump-1", will_topic=f"{ROOT}/devices/pump-2/presence", passwords=PASSWORDS
+    )
+    pump2 = MqttUser(
+        node[2], "pump-2", will_topic=f"{ROOT}/devices/pump-2/presence", passwords=PASSWORDS
+    )
 
     # Forged heartbeat and presence (as pump-2), then pump-1's own: the monitor sees its
     # own in order; had the forged ones passed, they would have arrived before.
@@ -183,7 +113,7 @@ def test_a_device_can_only_publish_and_read_its_own_topics(cluster: NatsCluster)
     assert monitor.topics().count(will) == 1
 
     # The monitor also writes status; ops reads it and can write nothing.
-    ops = Client(node[1], "ops")
+    ops = MqttUser(node[1], "ops", passwords=PASSWORDS)
     assert ops.subscribe(f"{ROOT}/status/#") == 1
     assert ops.subscribe(f"{ROOT}/devices/+/heartbeat") == 128
     ops.publish(f"{ROOT}/status/pump-1", b'{"forged":1}', retain=True)
