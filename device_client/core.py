@@ -22,12 +22,13 @@ Rules (protocol v1, ``docs/protocol.md``):
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+import msgspec
 
 from device_client import protocol
 from device_client.backoff import Backoff
@@ -248,7 +249,9 @@ class DeviceCore:
         payload: bytes | None = None
         if metrics is not None:
             try:
-                payload = protocol.encode_heartbeat(dataclasses.replace(hb, metrics=dict(metrics)))
+                payload = protocol.encode_heartbeat(
+                    msgspec.structs.replace(hb, metrics=dict(metrics))
+                )
             # The mapping comes from application code and may raise anything while being
             # copied or encoded; none of it may cost the heartbeat itself.
             except Exception as exc:  # noqa: BLE001

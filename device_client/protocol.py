@@ -21,10 +21,11 @@ import json
 import math
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
+import msgspec
 import orjson
 
 PROTOCOL_VERSION: Final = 1
@@ -209,15 +210,26 @@ class Topics:
         return device_id, message_kind
 
 
-@dataclass(frozen=True, slots=True)
-class Heartbeat:
-    seq: int
-    session: str
-    interval: float
+# What msgspec checks in C while decoding a heartbeat (see ``decode_heartbeat``). The
+# constraints are only applied by the decoder: constructing a Heartbeat checks nothing.
+_Id = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{1,64}\Z")]
+_Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
+_Interval = Annotated[float, msgspec.Meta(ge=MIN_INTERVAL, le=MAX_INTERVAL)]
+_Uptime = Annotated[float, msgspec.Meta(ge=0)]
+_Firmware = Annotated[str, msgspec.Meta(max_length=64)]
+
+
+# A msgspec Struct, so the decoder builds it directly (no dict, no dataclass __init__);
+# gc=False: it holds no reference back to itself, so the cyclic collector need not track
+# the one made per message.
+class Heartbeat(msgspec.Struct, frozen=True, gc=False):
+    seq: _Seq
+    session: _Id
+    interval: _Interval
     ts: float | None = None
-    uptime: float | None = None
-    fw: str | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
+    uptime: _Uptime | None = None
+    fw: _Firmware | None = None
+    metrics: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,10 +244,50 @@ class ConfigUpdate:
     interval: float
 
 
-def _load_object(payload: bytes | bytearray | str) -> dict[str, Any]:
+class _PresenceWire(msgspec.Struct, frozen=True, gc=False):
+    """A presence as msgspec decodes it; an absent reason is UNSET, a null one refused."""
+
+    state: PresenceState
+    session: _Id
+    reason: OfflineReason | msgspec.UnsetType = msgspec.UNSET
+
+
+_HEARTBEAT_DECODER: Final = msgspec.json.Decoder(Heartbeat)
+_PRESENCE_DECODER: Final = msgspec.json.Decoder(_PresenceWire)
+# The typed decoders refuse what the checked path below may still accept (NaN, lone
+# surrogate escapes, "metrics": null, a reason on an online presence) or refuses with a
+# better message; anything they refuse goes that way, so both paths accept the same
+# payloads and every refusal names its field as before.
+_FAST_REFUSALS: Final = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
+# A run of 19 digits may be an integer beyond 64 bits, which orjson (the checked path)
+# turns into a float and msgspec would keep whole: such payloads take the checked path.
+# Found by mapping every digit to "0" and everything else to " " (bytes.translate and a
+# substring search run in C; a regex search costs several times more).
+_DIGITS_ONLY: Final = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_DIGIT_RUN: Final = b"0" * 19
+_OPENERS: Final = (ord("{"), ord("["))
+
+
+def _sized(payload: bytes | bytearray | str) -> bytes:
     raw = payload.encode() if isinstance(payload, str) else bytes(payload)
     if len(raw) > MAX_PAYLOAD_BYTES:
         raise PayloadTooLarge(len(raw))
+    return raw
+
+
+def _shallow(raw: bytes) -> bool:
+    """Whether ``raw`` has too few brackets for anything in it to nest past the limit.
+
+    Counting bytes runs in C. The envelope is one level, so with at most
+    ``MAX_METRICS_DEPTH`` more openers ``metrics`` cannot nest too deep, whatever they
+    are; brackets inside strings only over-count. Payloads with more take the checked
+    path, which walks them (and refuses what nests too deep anywhere, as before).
+    """
+    return raw.count(_OPENERS[0]) + raw.count(_OPENERS[1]) <= MAX_METRICS_DEPTH + 1
+
+
+def _load_object(payload: bytes | bytearray | str) -> dict[str, Any]:
+    raw = _sized(payload)
     try:
         # orjson first: decoding is on the monitor's per-message path and orjson takes
         # a few times less CPU than json.
@@ -311,7 +363,18 @@ def _optional_number(obj: dict[str, Any], name: str) -> float | None:
 
 
 def decode_heartbeat(payload: bytes | bytearray | str) -> Heartbeat:
-    obj = _load_object(payload)
+    raw = _sized(payload)
+    if _shallow(raw) and _LONG_DIGIT_RUN not in raw.translate(_DIGITS_ONLY):
+        try:
+            return _HEARTBEAT_DECODER.decode(raw)
+        except _FAST_REFUSALS:
+            pass
+    return _decode_heartbeat_checked(raw)
+
+
+def _decode_heartbeat_checked(raw: bytes) -> Heartbeat:
+    """Decode-then-check: the exact rule and message for every refusal."""
+    obj = _load_object(raw)
     seq = obj.get("seq")
     if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
         raise InvalidPayload("must be a non-negative integer", field="seq")
@@ -359,7 +422,21 @@ def encode_heartbeat(hb: Heartbeat) -> bytes:
 
 
 def decode_presence(payload: bytes | bytearray | str) -> Presence:
-    obj = _load_object(payload)
+    raw = _sized(payload)
+    if not _shallow(raw):
+        return _decode_presence_checked(raw)
+    try:
+        wire = _PRESENCE_DECODER.decode(raw)
+    except _FAST_REFUSALS:
+        return _decode_presence_checked(raw)
+    if wire.state is PresenceState.ONLINE:
+        return Presence(PresenceState.ONLINE, wire.session)
+    reason = OfflineReason.CONNECTION_LOST if wire.reason is msgspec.UNSET else wire.reason
+    return Presence(PresenceState.OFFLINE, wire.session, reason)
+
+
+def _decode_presence_checked(raw: bytes) -> Presence:
+    obj = _load_object(raw)
     try:
         state = PresenceState(str(obj.get("state")))
     except ValueError:
