@@ -93,6 +93,8 @@ class MqttLink:
         self._event_seq = 0
         self._wakeup = asyncio.Event()
         self._client: DirectClient | None = None
+        # The client whose messages go to the handler now (set once _serve attached it).
+        self._serving: DirectClient | None = None
         self.connected = False
         self.connects = 0
         # Connection failures since the last successful connection (see _connect_failed).
@@ -206,7 +208,7 @@ class MqttLink:
                 await asyncio.sleep(delay)
             finally:
                 self._handler_errors += client.handler_errors
-                self._client = None
+                self._client = self._serving = None
                 self._mark_down()
 
     @property
@@ -348,6 +350,13 @@ class MqttLink:
         if self._client is not None:
             self._client.deliver_to(self._discard)
 
+    def deliver_to(self, on_message: MessageHandler) -> None:
+        """Hand every message from the next one on to ``on_message`` (the service swaps
+        handlers when what it listens to changes, without a connection's interruption)."""
+        self._on_message = on_message
+        if self._serving is not None and self._intake_open:
+            self._serving.deliver_to(on_message)
+
     def _discard(
         self, _topic: str, _payload: bytes, _retained: bool, _now: float, _wall: float
     ) -> None:
@@ -365,6 +374,7 @@ class MqttLink:
                 # From here messages go straight from paho's read loop to the handler,
                 # those held since subscribing first (see DirectClient for why).
                 client.deliver_to(self._on_message if self._intake_open else self._discard)
+                self._serving = client
                 # Nothing is ever queued for the iterator now; it is kept because it is
                 # aiomqtt's public way of learning that the connection has ended.
                 async for _ in client.messages:

@@ -883,10 +883,13 @@ class MonitorService:
                 session_expiry=self.settings.mqtt_session_expiry,
                 probe_topic=self._probe_topic,
             ),
-            on_message=route(self.ingest.handle, self.sources, self.topics.root),
+            on_message=self.ingest.handle,
             on_connected=self._on_connected,
             on_disconnected=self._on_disconnected,
         )
+        # Protocol v1 straight from the link while there are no sources, a router once
+        # one is stored (re-pointed as they come and go).
+        route(self.ingest.handle, self.sources, self.topics.root, self.link.deliver_to)
         # Open alerts, rules, windows; at-risk rules alert on the scorer's passes.
         await self.alerting.start(
             self.engine, self.link, risk=self.risk if self.settings.risk_cycle > 0 else None

@@ -51,6 +51,8 @@ class SourceIngest:
         """Totals across sources (same keys as protocol v1 ingest)."""
         self.per_source: dict[str, Counter[str]] = {a.name: Counter() for a in self.adapters}
         self._ratelimited = RateLimitedLog(logger)
+        # Told after every replace(): route() re-points the link when sources come or go.
+        self.on_replace: Callable[[], None] | None = None
 
     def replace(self, adapters: Sequence[Adapter]) -> None:
         """Route to ``adapters`` from now on (the stored sources changed).
@@ -61,6 +63,8 @@ class SourceIngest:
         self.adapters = tuple(adapters)
         self._routes = tuple((a, a.filters) for a in self.adapters)
         self.per_source = {a.name: self.per_source.get(a.name, Counter()) for a in self.adapters}
+        if self.on_replace is not None:
+            self.on_replace()
 
     @property
     def filters(self) -> tuple[str, ...]:
@@ -120,15 +124,39 @@ class SourceIngest:
         self.per_source[source][key] += 1
 
 
-def route(v1: MessageHandler, sources: SourceIngest, topic_root: str) -> MessageHandler:
-    """One handler for the link: protocol v1 topics to ``v1``, the rest to the sources."""
+def route(
+    v1: MessageHandler,
+    sources: SourceIngest,
+    topic_root: str,
+    deliver: Callable[[MessageHandler], None],
+) -> None:
+    """Have the link (``deliver``) call the right handler now and whenever sources change.
+
+    With sources, protocol v1 topics go to ``v1`` and the rest to the sources. Without
+    any, which is the usual monitor, every message is protocol v1's: the link calls
+    ``v1`` itself, with no router in between (one call and one prefix test less per
+    message). A source stored or removed while the monitor runs re-points the link when
+    ``sources.replace`` is called, before the subscriptions change. A message of a
+    removed last source still in flight then reaches ``v1``, which drops it as a topic
+    outside the protocol.
+    """
     prefix = topic_root + "/"
 
-    def handle(topic: str, payload: bytes, retained: bool, now: float, wall: float) -> None:
+    def routed(topic: str, payload: bytes, retained: bool, now: float, wall: float) -> None:
         if topic.startswith(prefix):
             v1(topic, payload, retained, now, wall)
         elif not sources.handle(topic, payload, retained, now, wall):
             # Overlapping filters (a broad generic rule) can deliver what no source takes.
             sources.counts["unclaimed"] += 1
 
-    return handle
+    current: MessageHandler | None = None
+
+    def point() -> None:
+        nonlocal current
+        wanted = routed if sources.adapters else v1
+        if wanted is not current:
+            current = wanted
+            deliver(wanted)
+
+    sources.on_replace = point
+    point()

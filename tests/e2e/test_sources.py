@@ -11,6 +11,7 @@ import functools
 import json
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -511,6 +512,23 @@ def _beat_until(
         time.sleep(INTERVAL / 4)
 
 
+def _cli_beating(
+    proc: MonitorProcess, beats: list[tuple[DeviceConnection, str]], *args: str
+) -> None:
+    """Run a CLI command while the plugs keep beating: on a loaded machine the command
+    can outlast a plug's grace and stale delay, and a plug left silent that long would
+    pass ``late`` before the test looks."""
+    with ThreadPoolExecutor(1) as pool:
+        command = pool.submit(proc.cli, *args)
+        n = 0
+        while not command.done():
+            n += 1
+            for conn, topic in beats:
+                conn.publish(topic, json.dumps({"UptimeSec": n}))
+            time.sleep(INTERVAL / 4)
+        command.result()
+
+
 @SQLITE_ONLY
 def test_a_source_stored_while_the_monitor_runs_applies_at_once(
     broker: TestBroker, database_url: str, tmp_path: Path, watch: StatusWatch
@@ -532,12 +550,21 @@ def test_a_source_stored_while_the_monitor_runs_applies_at_once(
         _beat_until(watch, "plug-7", "online", beats)
         assert watch.latest("plug-8") is None
         # Changed: plug-8's prefix taken, plug-7's dropped. plug-7 beats on, unheard.
-        proc.cli("sources", "set", "plugs", "tasmota", f"interval={INTERVAL}", "prefix=tasmota")
+        _cli_beating(
+            proc,
+            beats,
+            "sources",
+            "set",
+            "plugs",
+            "tasmota",
+            f"interval={INTERVAL}",
+            "prefix=tasmota",
+        )
         _beat_until(watch, "plug-8", "online", beats)
         _beat_until(watch, "plug-7", "late", beats)
         assert watch.latest("plug-8")["state"] == "online"  # type: ignore[index]
         # Removed: plug-8 beats on, unheard; nor is its death: it goes stale, not offline.
-        proc.cli("sources", "remove", "plugs")
+        _cli_beating(proc, beats[1:], "sources", "remove", "plugs")
         _beat_until(watch, "plug-8", "late", beats[1:])
         new.drop()
         watch.wait_state("plug-8", "stale")
