@@ -22,7 +22,7 @@ from device_client.errors import ConnectRefused, DeviceError
 from device_client.log_format import UtcTextFormatter
 from device_client.settings import DeviceSettings, read_secret
 from device_client.simulate import FleetOptions, run_fleet
-from device_client.urls import BrokerUrl, parse_broker_url
+from device_client.urls import BrokerUrl, parse_broker_urls
 
 EXIT_CONFIG = 2
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -188,11 +188,11 @@ def run_device_command(args: argparse.Namespace) -> int:
     log = logging.getLogger("clawbeat.device")
     try:
         settings = DeviceSettings()
-        url, password = _broker_and_password(args, settings)
-        tls_ca, tls_cert, tls_key = _tls_files(args, settings, url)
+        urls, password = _broker_and_password(args, settings)
+        tls_ca, tls_cert, tls_key = _tls_files(args, settings, urls[0])
         device = Device(
             device_id=args.device_id,
-            broker=url,
+            broker=urls,
             username=args.username,
             password=password,
             tls_ca=tls_ca,
@@ -223,10 +223,10 @@ def run_simulate_command(args: argparse.Namespace) -> int:
     logging.getLogger("clawbeat.simulate.device").setLevel(args.device_log_level)
     try:
         settings = DeviceSettings()
-        url, password = _broker_and_password(args, settings)
-        tls_ca, tls_cert, tls_key = _tls_files(args, settings, url)
+        urls, password = _broker_and_password(args, settings)
+        tls_ca, tls_cert, tls_key = _tls_files(args, settings, urls[0])
         endpoint = resolve_endpoint(
-            url.without_credentials(),
+            [url.without_credentials() for url in urls],
             password=password,
             tls_ca=tls_ca,
             tls_cert=tls_cert,
@@ -273,7 +273,9 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--broker",
         metavar="URL",
-        help="mqtt://[user[:password]@]host[:port], or mqtts:// for TLS (default: the "
+        help="mqtt://[user[:password]@]host[:port], or mqtts:// for TLS; several, "
+        "comma-separated, for the nodes of a broker cluster (connects to one, moves to the "
+        "next when it is lost; a simulated fleet spreads over them) (default: the "
         "address in $CLAWBEAT_MQTT_URL, whose credentials are ignored, else "
         "mqtt://127.0.0.1:1883)",
     )
@@ -353,13 +355,14 @@ def _log_options(parser: argparse.ArgumentParser) -> None:
 
 def _broker_and_password(
     args: argparse.Namespace, settings: DeviceSettings
-) -> tuple[BrokerUrl, str | None]:
-    """The broker URL and password; explicit options, then the URL, then the environment."""
+) -> tuple[tuple[BrokerUrl, ...], str | None]:
+    """The broker URLs and password; explicit options, then the URL, then the environment."""
     if args.broker:
-        url = parse_broker_url(args.broker)
+        urls = parse_broker_urls(args.broker)
     else:
         # The environment's URL may carry the monitor's login; a device must never use it.
-        url = parse_broker_url(settings.mqtt_url).without_credentials()
+        urls = tuple(u.without_credentials() for u in parse_broker_urls(settings.mqtt_url))
+    url = urls[0]
     if args.password is not None:
         password: str | None = args.password
     elif args.password_file is not None:
@@ -368,7 +371,7 @@ def _broker_and_password(
         password = url.password
     else:
         password = settings.password()
-    return url, password
+    return urls, password
 
 
 def _tls_files(

@@ -22,7 +22,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -63,7 +63,10 @@ class Device:
 
     Args:
         device_id: the device id (1-64 of ``A-Z a-z 0-9 . _ -``); also the MQTT client id.
-        broker: ``mqtt://[user[:password]@]host[:port]``, or ``mqtts://`` for TLS.
+        broker: ``mqtt://[user[:password]@]host[:port]``, or ``mqtts://`` for TLS;
+            several, comma-separated (or a sequence of parsed URLs), for the nodes of
+            one broker cluster: the device connects to the first and moves to the next
+            whenever its connection is lost or an attempt fails.
         username: broker username; overrides the URL's. Default: the URL's, else the
             device id (what the clawbeat broker ACL expects).
         password: broker password; overrides the URL's.
@@ -95,7 +98,7 @@ class Device:
         self,
         *,
         device_id: str,
-        broker: str | BrokerUrl,
+        broker: str | BrokerUrl | Sequence[BrokerUrl],
         username: str | None = None,
         password: str | None = None,
         tls_ca: str | Path | None = None,

@@ -4,28 +4,44 @@ from __future__ import annotations
 
 import dataclasses
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from device_client.errors import InvalidBrokerUrl
-from device_client.urls import BrokerUrl, parse_broker_url
+from device_client.urls import BrokerUrl, parse_broker_urls
 
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """A broker to connect to. ``username`` None means "the device id"."""
+    """A broker to connect to. ``username`` None means "the device id".
+
+    ``alternates``: further nodes of the same broker cluster, as ``(host, port)``; they
+    share the login and TLS setting. A client starts at one address and moves on to
+    the next whenever a connection is lost or an attempt fails.
+    """
 
     host: str
     port: int
     username: str | None = None
     password: str | None = dataclasses.field(default=None, repr=False)
     ssl_context: ssl.SSLContext | None = None
+    alternates: tuple[tuple[str, int], ...] = ()
 
-    def describe(self, username: str | None = None) -> str:
-        """``mqtt[s]://user@host:port`` for log lines (never the password)."""
+    @property
+    def addresses(self) -> tuple[tuple[str, int], ...]:
+        return ((self.host, self.port), *self.alternates)
+
+    def describe(self, username: str | None = None, address: int | None = None) -> str:
+        """``mqtt[s]://user@host:port`` for log lines (never the password).
+
+        ``address``: which of :attr:`addresses`; None names the first and how many more.
+        """
         user = username or self.username
         scheme = "mqtts" if self.ssl_context is not None else "mqtt"
-        return f"{scheme}://{user + '@' if user else ''}{self.host}:{self.port}"
+        host, port = self.addresses[(address or 0) % len(self.addresses)]
+        more = f" (+{len(self.alternates)} more)" if self.alternates and address is None else ""
+        return f"{scheme}://{user + '@' if user else ''}{host}:{port}{more}"
 
 
 def make_ssl_context(
@@ -50,7 +66,7 @@ def make_ssl_context(
 
 
 def resolve_endpoint(
-    broker: str | BrokerUrl,
+    broker: str | BrokerUrl | Sequence[BrokerUrl],
     *,
     username: str | None = None,
     password: str | None = None,
@@ -61,7 +77,8 @@ def resolve_endpoint(
     """Combine a broker URL with explicit options; explicit options win over the URL.
 
     Args:
-        broker: ``mqtt://[user[:password]@]host[:port]``, or ``mqtts://`` for TLS.
+        broker: ``mqtt://[user[:password]@]host[:port]``, or ``mqtts://`` for TLS;
+            several, comma-separated (or parsed), for the nodes of one cluster.
         username: overrides the URL's user.
         password: overrides the URL's password.
         tls_ca: CA file for verifying the broker (``mqtts://`` only).
@@ -74,7 +91,15 @@ def resolve_endpoint(
         OSError: a TLS file cannot be read.
         ssl.SSLError: a TLS file is not a valid certificate or key.
     """
-    url = parse_broker_url(broker) if isinstance(broker, str) else broker
+    if isinstance(broker, str):
+        urls = parse_broker_urls(broker)
+    elif isinstance(broker, BrokerUrl):
+        urls = (broker,)
+    else:
+        urls = tuple(broker)
+        if not urls:
+            raise InvalidBrokerUrl("", "no broker URL")
+    url = urls[0]
     if not url.tls and (tls_ca or tls_cert or tls_key):
         raise InvalidBrokerUrl(url.redacted(), "TLS files were given: use an mqtts:// URL")
     context = (
@@ -86,4 +111,5 @@ def resolve_endpoint(
         username=username if username is not None else url.username,
         password=password if password is not None else url.password,
         ssl_context=context,
+        alternates=tuple((other.host, other.port) for other in urls[1:]),
     )

@@ -79,6 +79,8 @@ class Link:
         logger: where to log; device ids are in every message.
         metrics: called before each heartbeat for its ``metrics`` object.
         listener: lifecycle hooks.
+        address: which of ``endpoint.addresses`` to try first (taken modulo their
+            number, so a fleet passes each device's index to spread over the nodes).
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class Link:
         logger: logging.Logger,
         metrics: MetricsCallback | None = None,
         listener: LinkListener | None = None,
+        address: int = 0,
     ) -> None:
         self.core = core
         self.loop = loop
@@ -114,6 +117,8 @@ class Link:
         self._first_reported = False
         self._finished = False
         self._throttle = LogThrottle(period=60.0)
+        self._address = address % len(endpoint.addresses)
+        self._attempted = False
 
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -135,7 +140,9 @@ class Link:
         client.on_socket_close = self._on_socket_close
         # Only records host, port and keepalive; every attempt goes through reconnect(),
         # called by us with a fresh will each time.
-        client.connect_async(endpoint.host, endpoint.port, keepalive)
+        host, port = endpoint.addresses[self._address]
+        client.connect_async(host, port, keepalive)
+        self._keepalive = keepalive
         self.client = client
 
     # -- public (loop thread) -------------------------------------------------------------
@@ -236,7 +243,7 @@ class Link:
         self.log.info(
             "device %s connected to %s, session %s",
             self.device_id,
-            self.endpoint.describe(self.username),
+            self.endpoint.describe(self.username, self._address),
             self.core.session,
         )
         self._listener.on_connected(self)
@@ -390,6 +397,14 @@ class Link:
     # -- internals -------------------------------------------------------------------------------
 
     def _connect(self, now: float) -> None:
+        addresses = self.endpoint.addresses
+        if self._attempted and len(addresses) > 1:
+            # Every attempt after the first goes to the next node: the one we were on is
+            # lost or refused us, and another node of the cluster serves us as well.
+            self._address = (self._address + 1) % len(addresses)
+            host, port = addresses[self._address]
+            self.client.connect_async(host, port, self._keepalive)
+        self._attempted = True
         will = self.core.begin_connect(now)
         self.client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         # QoS 1 messages of the previous session that the broker never acknowledged would
@@ -418,7 +433,7 @@ class Link:
         self.log.warning(
             "device %s cannot connect to %s (%s); retrying in %.1f s",
             self.device_id,
-            self.endpoint.describe(self.username),
+            self.endpoint.describe(self.username, self._address),
             error,
             delay,
         )

@@ -234,6 +234,7 @@ class Fleet(LinkListener):
                 logger=device_logger,
                 listener=self,
                 metrics=functools.partial(self._degraded_metrics, index) if degrades else None,
+                address=index,  # the fleet spreads over a cluster's nodes
             )
             self._sims.append(_Sim(link, fault))
             if degrades:

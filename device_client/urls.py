@@ -1,4 +1,8 @@
-"""Broker URLs: ``mqtt://user:pass@host:1883`` and ``mqtts://`` for TLS."""
+"""Broker URLs: ``mqtt://user:pass@host:1883`` and ``mqtts://`` for TLS.
+
+Several, comma-separated, name the nodes of one broker cluster (``parse_broker_urls``):
+a client connects to one and moves to the next when it is lost.
+"""
 
 from __future__ import annotations
 
@@ -103,6 +107,40 @@ def parse_broker_url(url: str) -> BrokerUrl:
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password is not None else None,
     )
+
+
+def parse_broker_urls(text: str) -> tuple[BrokerUrl, ...]:
+    """Parse one broker URL or several, comma-separated (the nodes of one cluster).
+
+    The nodes share one login and one TLS setting: every URL has the same scheme, and
+    user and password are given once (in any URL) or the same in each; URLs without
+    them get them. A ``,`` inside a password is written ``%2C``.
+
+    Raises:
+        InvalidBrokerUrl: a URL is invalid (naming it, password hidden), the list is
+            empty or has an empty entry, or the URLs disagree on scheme or login.
+    """
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) > 1 and not all(parts):
+        raise InvalidBrokerUrl(redact(text), "an empty entry in the list of broker URLs")
+    try:
+        urls = [parse_broker_url(part) for part in parts]
+    except InvalidBrokerUrl as exc:
+        if len(parts) == 1:
+            raise
+        # Shown whole, hidden as one URL: a ',' left unescaped in a password splits it,
+        # and a piece of it must not be shown as if it were a user name.
+        raise InvalidBrokerUrl(redact(text), exc.problem) from None
+    first = urls[0]
+    if any(url.tls != first.tls for url in urls):
+        raise InvalidBrokerUrl(redact(text), "the URLs mix mqtt:// and mqtts://")
+    logins = {(url.username, url.password) for url in urls if url.username is not None}
+    if len(logins) > 1 or any(u.username is None and u.password is not None for u in urls):
+        raise InvalidBrokerUrl(
+            redact(text), "give the login once, or the same in every URL of the list"
+        )
+    username, password = next(iter(logins), (None, None))
+    return tuple(dataclasses.replace(url, username=username, password=password) for url in urls)
 
 
 def _port_problem(netloc: str) -> str:

@@ -18,7 +18,11 @@ def add_monitor_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         "state and history, publish retained status topics. SIGTERM flushes, publishes "
         "the monitor offline and exits 0. Flags override CLAWBEAT_* environment variables.",
     )
-    p.add_argument("--mqtt-url", help="broker URL, mqtt://user:pass@host:port or mqtts://")
+    p.add_argument(
+        "--mqtt-url",
+        help="broker URL, mqtt://user:pass@host:port or mqtts://; several, comma-separated, "
+        "for the nodes of a broker cluster",
+    )
     p.add_argument("--mqtt-ca-file", type=Path, help="CA bundle for mqtts://")
     p.add_argument("--mqtt-cert-file", type=Path, help="client certificate for mqtts://")
     p.add_argument("--mqtt-key-file", type=Path, help="client key for mqtts://")

@@ -29,6 +29,7 @@ class FailureKind(StrEnum):
     TIMEOUT = "timeout"  # no answer in time (a firewall dropping packets, a hung broker)
     TLS = "tls"  # the TLS handshake failed (certificate, trust, protocol)
     LOST = "lost"  # the broker closed the connection before accepting it
+    SUBSCRIBE = "subscribe"  # the broker refused one of the monitor's subscriptions
     OTHER = "other"
 
 
@@ -45,6 +46,25 @@ class ConnectFailure:
         return self.detail
 
 
+class SubscriptionRefused(aiomqtt.MqttError):
+    """The broker refused one of the monitor's subscriptions: the connection is no use.
+
+    A monitor connected without its subscriptions would hear nothing and judge the whole
+    fleet dead, so the connection counts as failed and is retried with backoff, the
+    monitor blind meanwhile. A broker ACL that lacks a topic keeps it so, saying why;
+    a clustered broker refuses briefly while it recovers from a lost node (nats-server
+    cannot create the subscription's JetStream consumer until its streams have a new
+    leader), and the retry heals that.
+    """
+
+    def __init__(self, topic: str, reason: object) -> None:
+        self.topic = topic
+        super().__init__(
+            f"the broker refused the subscription {topic} ({reason}): check its ACL for "
+            "the monitor's user"
+        )
+
+
 def describe(exc: BaseException) -> ConnectFailure:
     """Classify a failed connection attempt (an ``aiomqtt.MqttError`` or what caused it)."""
     if isinstance(exc, aiomqtt.MqttCodeError) and exc.rc is not None:
@@ -58,6 +78,8 @@ def describe(exc: BaseException) -> ConnectFailure:
                     "CLAWBEAT_MQTT_PASSWORD) and the broker's password file",
                 )
             return ConnectFailure(FailureKind.OTHER, f"the broker refused: {_first_line(exc)}")
+    if isinstance(exc, SubscriptionRefused):
+        return ConnectFailure(FailureKind.SUBSCRIBE, _first_line(exc))
     cause = _os_error(exc)
     if isinstance(cause, ssl.SSLError):
         return ConnectFailure(FailureKind.TLS, f"TLS handshake failed: {_first_line(cause)}")

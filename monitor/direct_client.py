@@ -200,6 +200,10 @@ class DirectClient(aiomqtt.Client):
         info = self._client.publish(topic, payload, qos=qos, retain=False)
         return info.rc == paho.MQTT_ERR_SUCCESS
 
+    def drop(self) -> None:
+        """Disconnect now; the message stream ends and the link's reconnect loop runs."""
+        self._client.disconnect()
+
     async def end_session(self, within: float) -> None:
         """Disconnect and tell the broker to drop our session (MQTT 5 session expiry 0).
 

@@ -20,11 +20,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import aiomqtt
+from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from device_client.urls import BrokerUrl
-from monitor.connect_failure import ConnectFailure, FailureKind, describe
+from monitor.connect_failure import ConnectFailure, FailureKind, SubscriptionRefused, describe
 from monitor.direct_client import DirectClient, MessageHandler
 
 __all__ = ["LinkOptions", "MessageHandler", "MqttLink", "Outgoing"]
@@ -39,6 +40,11 @@ class Outgoing:
     payload: bytes
     retain: bool
     qos: int = 1
+
+
+# MQTT protocol versions the link speaks: 5 (session expiry, the default) or 3.1.1 for
+# brokers without MQTT 5 (nats-server's MQTT gateway).
+PROTOCOLS = ("5", "3.1.1")
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,13 @@ class LinkOptions:
     # The link probe's topic (monitor/sight.py): subscribed on every connection, and
     # published to by send_probe(); its echoes reach on_message like any message.
     probe_topic: str | None = None
+    # "5", or "3.1.1": then every connection starts clean. MQTT 3.1.1 has no session
+    # expiry, so a kept session would outlive the monitor, and the broker would queue
+    # the whole fleet's messages for it for ever.
+    protocol: str = "5"
+    # Further nodes of the same broker cluster (same login and TLS): each connection
+    # attempt after a loss or a failure goes to the next address.
+    fallbacks: tuple[BrokerUrl, ...] = ()
 
 
 class MqttLink:
@@ -75,6 +88,10 @@ class MqttLink:
         logger: logging.Logger | None = None,
     ) -> None:
         self._opts = options
+        if options.protocol not in PROTOCOLS:
+            raise ValueError(f"MQTT protocol {options.protocol!r}: use 5 or 3.1.1")
+        self._address = options.address  # the node of the latest attempt
+        self._refusal: object = None  # the latest SUBACK failure code
         # What every connection subscribes to; set_subscriptions() changes it live.
         self._subscriptions = tuple(options.subscriptions)
         # Filters dropped that a resumed broker session may still hold (see _subscribe).
@@ -147,17 +164,24 @@ class MqttLink:
     async def run(self) -> None:
         """Connect, and reconnect forever, until :meth:`stop`."""
         failures = 0
-        addr = self._opts.address
+        addresses = (self._opts.address, *self._opts.fallbacks)
+        index = 0
+        v5 = self._opts.protocol == "5"
         while not self._stopping:
+            addr = self._address = addresses[index]
+            # The next attempt, after whatever ends this one, tries the next node.
+            index = (index + 1) % len(addresses)
             # MQTT 5 for the session expiry. The first connection of the process starts
             # clean: a new process has no evidence in memory to continue, and restarts
             # recover from the database and the retained topics. Every later one
             # resumes the session, so what the broker queued while it could not deliver
             # to us -- a broken link, a monitor frozen past 1.5 x keepalive -- is read,
             # not thrown away.
-            expiry = self._opts.session_expiry
-            connect_props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call] # paho is untyped here
-            connect_props.SessionExpiryInterval = expiry
+            expiry = self._opts.session_expiry if v5 else 0
+            connect_props: Properties | None = None
+            if v5:
+                connect_props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call] # paho is untyped here
+                connect_props.SessionExpiryInterval = expiry
             client = DirectClient(
                 addr.host,
                 addr.port,
@@ -165,8 +189,10 @@ class MqttLink:
                 password=addr.password,
                 identifier=self._opts.client_id,
                 keepalive=self._opts.keepalive,
-                protocol=aiomqtt.ProtocolVersion.V5,
-                clean_start=not (expiry and self.connects),
+                protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+                clean_session=None if v5 else True,
+                # paho refuses a clean_start other than its default under 3.1.1.
+                clean_start=not (expiry and self.connects) if v5 else MQTT_CLEAN_START_FIRST_ONLY,
                 properties=connect_props,
                 will=aiomqtt.Will(
                     self._opts.will_topic, self._opts.will_payload, qos=1, retain=True
@@ -229,7 +255,16 @@ class MqttLink:
             return  # the next connection subscribes to the new set
         try:
             for topic in added:
-                await self._subscribe_one(client, topic)
+                if not await self._subscribe_one(client, topic):
+                    # As at connection time: reconnect (blind) and subscribe again.
+                    self._log.warning(
+                        "the broker refused the subscription %s (%s); reconnecting to "
+                        "subscribe again",
+                        topic,
+                        self._refusal,
+                    )
+                    client.drop()
+                    return
             if dropped:
                 await client.unsubscribe(dropped)
                 self._dropped.difference_update(dropped)
@@ -241,7 +276,8 @@ class MqttLink:
         probe = self._opts.probe_topic
         self.probe_subscribed = False
         for topic in self._subscriptions:
-            await self._subscribe_one(client, topic)
+            if not await self._subscribe_one(client, topic):
+                raise SubscriptionRefused(topic, self._refusal)
         if probe:
             self.probe_subscribed = await self._subscribe_one(client, probe)
         if self._dropped:
@@ -256,16 +292,11 @@ class MqttLink:
         refused = [c for c in codes if getattr(c, "is_failure", False)]
         if not refused:
             return True
+        self._refusal = refused[0]
         if topic == self._opts.probe_topic:
             self._log.warning(
                 "the broker refused the link probe subscription %s (%s): a cut link "
                 "is noticed by keepalive only; let the monitor read and write it",
-                topic,
-                refused[0],
-            )
-        else:
-            self._log.error(
-                "the broker refused the subscription %s (%s): check its ACL for the monitor's user",
                 topic,
                 refused[0],
             )
@@ -281,7 +312,7 @@ class MqttLink:
     @property
     def where(self) -> str:
         """The broker and login this link uses, for messages (never the password)."""
-        return self._opts.address.redacted()
+        return self._address.redacted()
 
     def _connected_log(self) -> None:
         if self.failed_attempts:
@@ -455,5 +486,5 @@ class MqttLink:
                         ),
                         5,
                     )
-            if self._opts.session_expiry:
+            if self._opts.session_expiry and self._opts.protocol == "5":
                 await client.end_session(within=2)

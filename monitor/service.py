@@ -34,7 +34,7 @@ from device_client.protocol import (
     Topics,
     encode_config,
 )
-from device_client.urls import parse_broker_url
+from device_client.urls import parse_broker_urls
 from monitor.alerts.shell import Alerting
 from monitor.cluster.keeper import LeaseKeeper
 from monitor.cluster.partitions import partition_of
@@ -110,12 +110,15 @@ class MonitorService:
         self.settings = settings
         self.topics = Topics(settings.topic_root)
         try:
-            # The SDK's parser: errors and repr never show the password.
-            address = parse_broker_url(settings.mqtt_url)
+            # The SDK's parser: errors and repr never show the password. Several URLs,
+            # comma-separated, are the nodes of one broker cluster.
+            addresses = parse_broker_urls(settings.mqtt_url)
         except InvalidBrokerUrl as exc:
             raise ConfigError(str(exc)) from exc
         if settings.mqtt_password is not None:
-            address = replace(address, password=settings.mqtt_password.get_secret_value())
+            secret = settings.mqtt_password.get_secret_value()
+            addresses = tuple(replace(a, password=secret) for a in addresses)
+        address, self.fallbacks = addresses[0], addresses[1:]
         self.address = address
         self.instance = instance or settings.mqtt_client_id or address.username or "monitor"
         self.engine: LivenessEngine | None = None
@@ -882,6 +885,8 @@ class MonitorService:
                 report_every=self.settings.mqtt_report_every,
                 session_expiry=self.settings.mqtt_session_expiry,
                 probe_topic=self._probe_topic,
+                protocol=self.settings.mqtt_protocol,
+                fallbacks=self.fallbacks,
             ),
             on_message=self.ingest.handle,
             on_connected=self._on_connected,

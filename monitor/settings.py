@@ -34,8 +34,12 @@ class MonitorSettings(BaseSettings):
     # repr=False: both URLs may carry a password.
     mqtt_url: str = Field(
         "mqtt://monitor@127.0.0.1:1883",
-        description="broker URL, mqtt://user:pass@host:port or mqtts:// for TLS",
+        description="broker URL, mqtt://user:pass@host:port or mqtts:// for TLS; several, "
+        "comma-separated, for the nodes of a broker cluster",
         repr=False,
+    )
+    mqtt_protocol: Literal["5", "3.1.1"] = Field(
+        "5", description="MQTT version; 3.1.1 for brokers without MQTT 5 (nats-server)"
     )
     mqtt_password: SecretStr | None = Field(None, description="overrides the URL's password")
     mqtt_client_id: str | None = Field(None, description="default: the username")

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,6 +30,17 @@ from tests.mqtt_helpers import MqttProbe, Received
 _T = TypeVar("_T")
 
 
+class BrokerLogins(Protocol):
+    """What the monitor harness needs of a broker: its URLs with the service logins."""
+
+    @property
+    def ops_user(self) -> str: ...
+
+    def url(
+        self, user: str | None = None, password: str | None = None, *, tls: bool = False
+    ) -> str: ...
+
+
 class MonitorProcess:
     """One monitor process; ``start()`` waits until its presence is online."""
 
@@ -37,7 +48,7 @@ class MonitorProcess:
 
     def __init__(
         self,
-        broker: TestBroker,
+        broker: BrokerLogins,
         database_url: str,
         log_path: Path,
         **settings: object,
@@ -295,7 +306,7 @@ def wait_until(
 class StatusWatch(MqttProbe):
     """An ops client following the retained status topics (and the monitor's presence)."""
 
-    def __init__(self, broker: TestBroker, root: str = "clawbeat/v1") -> None:
+    def __init__(self, broker: BrokerLogins, root: str = "clawbeat/v1") -> None:
         super().__init__(broker.url(broker.ops_user), client_id=broker.ops_user, keepalive=5)
         self.root = root
         self.topics = (f"{root}/status/#", f"{root}/monitor/presence")

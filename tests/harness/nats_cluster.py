@@ -156,12 +156,15 @@ def cluster_config(
         f"http: 127.0.0.1:{ports.http}",
         'jetstream { store_dir: "./jetstream" }',
         f"mqtt {{ listen: 127.0.0.1:{ports.mqtt} }}",
-        "cluster {",
-        f"  name: {CLUSTER_NAME}",
-        f"  listen: 127.0.0.1:{ports.route}",
-        f"  routes: [{routes}]",
-        "}",
     ]
+    if len(peers) > 1:  # one node alone runs standalone: a cluster of one waits for routes
+        lines += [
+            "cluster {",
+            f"  name: {CLUSTER_NAME}",
+            f"  listen: 127.0.0.1:{ports.route}",
+            f"  routes: [{routes}]",
+            "}",
+        ]
     if mappings:
         lines.append("mappings {")
         # JSON strings are valid NATS config strings, quoting the mapping braces safely.
@@ -225,7 +228,8 @@ class NatsCluster:
         for node in nodes:
             self._wait(node, deadline, "listening", lambda n: _accepts(n.ports.client))
             self._wait(node, deadline, "routed", lambda n: _routes(n) >= peers)
-            self._wait(node, deadline, "JetStream meta leader", _has_meta_leader)
+            if len(self.nodes) > 1:
+                self._wait(node, deadline, "JetStream meta leader", _has_meta_leader)
             self._wait(node, deadline, "MQTT round trip", self._mqtt_round_trip)
 
     def _wait(self, node: NatsNode, deadline: float, what: str, check: Any) -> None:

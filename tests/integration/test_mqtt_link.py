@@ -12,15 +12,19 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from device_client.urls import parse_broker_url
+from monitor.connect_failure import FailureKind
 from monitor.mqtt_link import LinkOptions, MqttLink
 from tests.harness.mosquitto import TestBroker
+from tests.harness.nats import nats_server_binary
+from tests.harness.nats_fleet import NatsBroker
 from tests.mqtt_helpers import MqttProbe
 
 pytestmark = pytest.mark.anyio
@@ -223,3 +227,54 @@ async def test_subscriptions_change_on_the_live_connection(
     finally:
         device.publish(presence, b"", retain=True)
         device.close()
+
+
+@pytest.fixture
+def nats_one(tmp_path: Path) -> Iterator[NatsBroker]:
+    if nats_server_binary() is None:
+        pytest.fail("nats-server is not installed: `apt-get install nats-server`", pytrace=False)
+    nats = NatsBroker(tmp_path / "nats", [], device_password="unused", size=1)
+    nats.start()
+    try:
+        yield nats
+    finally:
+        nats.stop()
+
+
+async def test_a_refused_subscription_keeps_the_link_down_and_says_why(
+    nats_one: NatsBroker,
+) -> None:
+    # Connected without one of its subscriptions the monitor would hear nothing of those
+    # devices and judge them dead: it stays down (blind), retrying, and says which one.
+    # (nats-server refuses a subscription its permissions do not allow; Mosquitto grants
+    # it and delivers nothing.)
+    link = MqttLink(
+        LinkOptions(
+            address=parse_broker_url(nats_one.url()),
+            client_id="monitor",
+            keepalive=30,
+            subscriptions=(f"{ROOT}/devices/+/heartbeat", "plant/+/status"),
+            will_topic=f"{ROOT}/monitor/presence",
+            will_payload=b'{"state": "offline"}',
+            backoff_cap=0.5,
+            protocol="3.1.1",
+        ),
+        on_message=Recorder(),
+        on_connected=_nothing,
+        on_disconnected=lambda: None,
+    )
+    task = asyncio.create_task(link.run())
+    try:
+        await _until(lambda: link.failures[FailureKind.SUBSCRIBE] >= 2, within=30)
+        assert not link.connected
+        assert link.connects == 0
+        assert "plant/+/status" in str(link.last_failure)
+    finally:
+        await link.stop()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def _nothing() -> None:
+    return None

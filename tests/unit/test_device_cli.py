@@ -79,8 +79,8 @@ def test_bad_arguments_exit_with_usage_error(argv: list[str]) -> None:
 
 def _resolve(argv: list[str]) -> tuple[str, str | None]:
     args = _parser().parse_args(["device", "--id", "pump-7", *argv])
-    url, password = cli._broker_and_password(args, DeviceSettings())
-    return url.redacted(), password
+    urls, password = cli._broker_and_password(args, DeviceSettings())
+    return ",".join(url.redacted() for url in urls), password
 
 
 def test_environment_url_gives_the_address_but_never_its_credentials(
@@ -107,6 +107,17 @@ def test_password_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     assert _resolve(["--broker", "mqtt://u:x@h", "--password", "flag"])[1] == "flag"
 
 
+def test_a_list_of_brokers_shares_one_login_and_never_shows_the_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CLAWBEAT_MQTT_URL", "mqtt://monitor:pw@n1:1883, mqtt://monitor:pw@n2")
+    assert _resolve([]) == ("mqtt://n1:1883,mqtt://n2:1883", None)  # not the monitor's login
+    assert _resolve(["--broker", "mqtt://pump-7:s3@n1,mqtt://n2:1884"]) == (
+        "mqtt://pump-7@n1:1883,mqtt://pump-7@n2:1884",
+        "s3",
+    )
+
+
 def test_environment_tls_files_apply_to_mqtts_only(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -114,10 +125,10 @@ def test_environment_tls_files_apply_to_mqtts_only(
     monkeypatch.setenv("CLAWBEAT_MQTT_CA_FILE", str(ca))
     settings = DeviceSettings()
     plain = _parser().parse_args(["device", "--id", "d", "--broker", "mqtt://h"])
-    url, _ = cli._broker_and_password(plain, settings)
+    (url,), _ = cli._broker_and_password(plain, settings)
     assert cli._tls_files(plain, settings, url) == (None, None, None)
     tls = _parser().parse_args(["device", "--id", "d", "--broker", "mqtts://h"])
-    url, _ = cli._broker_and_password(tls, settings)
+    (url,), _ = cli._broker_and_password(tls, settings)
     assert cli._tls_files(tls, settings, url) == (ca, None, None)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from device_client.endpoint import resolve_endpoint
 from device_client.errors import InvalidBrokerUrl
-from device_client.urls import BrokerUrl, parse_broker_url, redact
+from device_client.urls import BrokerUrl, parse_broker_url, parse_broker_urls, redact
 
 
 @pytest.mark.parametrize(
@@ -95,3 +95,30 @@ def test_unreadable_tls_files_fail_at_construction(tmp_path: Path) -> None:
         resolve_endpoint("mqtts://h", tls_ca=tmp_path / "missing.crt")
     with pytest.raises(ValueError, match="certificate"):
         resolve_endpoint("mqtts://h", tls_key=tmp_path / "client.key")
+
+
+def test_a_cluster_list_parses_to_nodes_sharing_one_login_and_tls() -> None:
+    endpoint = resolve_endpoint("mqtt://u:p@n1:1001,mqtt://n2:1002 , mqtt://u:p@n3")
+    assert endpoint.addresses == (("n1", 1001), ("n2", 1002), ("n3", 1883))
+    assert (endpoint.username, endpoint.password) == ("u", "p")
+    assert endpoint.describe(address=1) == "mqtt://u@n2:1002"
+    assert endpoint.describe() == "mqtt://u@n1:1001 (+2 more)"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("mqtt://a,mqtts://b", "mix mqtt:// and mqtts://"),
+        ("mqtt://u:p@a,mqtt://v:p@b", "give the login once"),
+        ("mqtt://a,,mqtt://b", "empty entry"),
+        ("mqtt://u:12,34@h", "scheme"),  # an unescaped ',' in a password
+    ],
+)
+def test_a_bad_cluster_list_is_one_clear_error_without_the_password(
+    text: str, problem: str
+) -> None:
+    with pytest.raises(InvalidBrokerUrl) as info:
+        parse_broker_urls(text)
+    assert problem in str(info.value)
+    assert "34" not in str(info.value)
+    assert "p@" not in str(info.value)
