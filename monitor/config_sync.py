@@ -26,6 +26,13 @@ from dataclasses import dataclass, replace
 from typing import Final, TypeVar
 
 from device_client.protocol import ProtocolError, decode_config
+from monitor.liveness.persisted import (
+    DEVICE_CLASS,
+    DEVICE_ID,
+    IN_MAINTENANCE,
+    OVERRIDE,
+    PersistedDevice,
+)
 from monitor.liveness.policy import DEFAULT_CLASS, Policy
 from monitor.state_rows import policy_from_class
 from monitor.store.models import DeviceClass
@@ -131,18 +138,31 @@ class ConfigSync:
 
     # ----------------------------------------------------------------- start-up
 
-    def remember(
-        self, snapshots: Iterable[StoredDevice], by_class: dict[str, float | None]
+    def remember_persisted(
+        self, rows: Iterable[PersistedDevice], by_class: dict[str, float | None]
     ) -> None:
-        """Take in devices as loaded at start-up (partition by partition)."""
-        for s in snapshots:
-            if s.interval_override is not None:
-                self._overrides[s.id] = s.interval_override
-            if s.in_maintenance:
-                self._maintenance[s.id] = True
-            wanted = wanted_interval(s, by_class)
-            if wanted is not None:
-                self._pushed[s.id] = wanted
+        """Take in devices as loaded at start-up, chunk by chunk: the engine's load
+        tuples (``liveness/persisted.py``).
+
+        Most devices have no override, no maintenance and a class without an interval:
+        those cost two tuple reads and a set lookup.
+        """
+        pushing = {name for name, interval in by_class.items() if interval is not None}
+        for row in rows:
+            override = row[OVERRIDE]
+            class_name = row[DEVICE_CLASS]
+            if override is None and not row[IN_MAINTENANCE] and class_name not in pushing:
+                continue
+            device_id = row[DEVICE_ID]
+            if override is not None:
+                self._overrides[device_id] = override
+                self._pushed[device_id] = override
+            else:
+                interval = by_class[class_name] if class_name in pushing else None
+                if interval is not None:
+                    self._pushed[device_id] = interval
+            if row[IN_MAINTENANCE]:
+                self._maintenance[device_id] = True
 
     def loaded(self, version: str | None) -> None:
         """The start-up load is complete: its version is applied, and every config the

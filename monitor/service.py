@@ -63,13 +63,13 @@ from monitor.sources.resolve import engine_view
 from monitor.sources.sparkplug import SparkplugAdapter
 from monitor.state_rows import (
     device_row,
-    engine_snapshot,
     rollup_minute,
     transition_row,
 )
 from monitor.status_refresh import last_seen_due, refresh_period
 from monitor.store import repository
 from monitor.store.database import create_engine_for, make_session_factory
+from monitor.store.device_stream import stream_devices
 from monitor.store.errors import StoreError
 from monitor.store.migrate import check_schema
 from monitor.store.models import DeviceClass
@@ -245,10 +245,16 @@ class MonitorService:
             )
             now, wall = time.monotonic(), time.time()
             by_class = {c.name: c.interval for c in classes}
-            # Partition by partition: the engine's records are all that stays.
-            async for partition in repository.iter_devices(session):
-                engine.load([engine_snapshot(s) for s in partition], now, wall)
-                config.remember(partition, by_class)
+            # Chunk by chunk, as plain tuples: the engine's records are all that stays.
+            # The collector is off meanwhile: a million new long-lived objects would
+            # otherwise trigger full passes over all of them, again and again.
+            gc.disable()
+            try:
+                async for rows in stream_devices(session):
+                    engine.load_persisted(rows, now, wall)
+                    config.remember_persisted(rows, by_class)
+            finally:
+                gc.enable()
         # Only a complete load becomes the service's state.
         config.loaded(version)
         self.config = config

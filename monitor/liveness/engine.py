@@ -135,6 +135,7 @@ from monitor.liveness.clock import update as clock_update
 from monitor.liveness.errors import InvalidPolicy, UnknownDevice
 from monitor.liveness.missed import missed_between
 from monitor.liveness.outcomes import Cadence, EventResult, Outcome
+from monitor.liveness.persisted import REASON_OF, STATE_OF, PersistedDevice
 from monitor.liveness.policy import (
     DEFAULT_CLASS,
     DEFAULT_INTERVAL,
@@ -367,24 +368,77 @@ class LivenessEngine:
     # ------------------------------------------------------------------- lifecycle
 
     def load(self, snapshots: Iterable[DeviceSnapshot], now: float, wall: float) -> int:
-        """Restore persisted devices (R13). Returns how many were added.
+        """Restore persisted devices (R13) from snapshots; see :meth:`load_persisted`."""
+        return self.load_persisted(
+            (
+                (
+                    s.device_id,
+                    s.state,
+                    s.since_wall,
+                    s.reason,
+                    s.session,
+                    s.last_seq,
+                    s.last_seen_wall,
+                    s.announced_interval,
+                    s.override_interval,
+                    s.device_class,
+                    s.in_maintenance,
+                    s.clock_offset,
+                )
+                for s in snapshots
+            ),
+            now,
+            wall,
+        )
 
-        Ids already tracked are skipped: what the engine saw since start is fresher
-        than what the database remembers.
+    def load_persisted(self, rows: Iterable[PersistedDevice], now: float, wall: float) -> int:
+        """Restore persisted devices (R13), given as plain tuples (``persisted.py``).
+
+        Returns how many were added. Ids already tracked are skipped: what the engine saw
+        since start is fresher than what the database remembers. Built in bulk for a
+        million rows: one record each, and their deadlines added to the scheduler at
+        once (one heapify instead of a push per device).
         """
+        devices = self._devices
+        counts = self._counts
+        silent = self._silent
+        classes = self._classes
+        default_policy = classes[DEFAULT_CLASS]
+        default_interval = self._default_interval
+        share_interval = self._share_interval
+        # Class name -> (interned name, policy): one lookup per row instead of two.
+        by_class: dict[str, tuple[str, Policy]] = {}
+        entries: list[tuple[float, str]] = []
+        skewed_count = 0
         added = 0
-        for snap in snapshots:
-            device_id = snap.device_id
-            if device_id in self._devices:
+        for (
+            device_id,
+            state_word,
+            since_wall,
+            reason_word,
+            session,
+            last_seq,
+            last_seen_wall,
+            announced,
+            override,
+            class_name,
+            in_maintenance,
+            clock_offset,
+        ) in rows:
+            if device_id in devices:
                 continue
-            state = _MAINTENANCE if snap.in_maintenance else snap.state
-            device_class = sys.intern(snap.device_class)
-            since_mono = _to_mono(snap.since_wall, now, wall)
-            last_seen_mono = (
-                None if snap.last_seen_wall is None else _to_mono(snap.last_seen_wall, now, wall)
-            )
+            state = _MAINTENANCE if in_maintenance else STATE_OF.get(state_word, _UNKNOWN)
+            shared = by_class.get(class_name)
+            if shared is None:
+                name = sys.intern(class_name)
+                shared = by_class[class_name] = (name, classes.get(name, default_policy))
+            device_class, policy = shared
+            # _to_mono inlined: a persisted wall time on today's monotonic clock.
+            last_seen_mono = None
+            if last_seen_wall is not None:
+                last_seen_mono = min(now, now - (wall - last_seen_wall))
             if state is _STALE or state is _OFFLINE:
-                anchor = since_mono
+                anchor = min(now, now - (wall - since_wall))
             elif last_seen_mono is not None:
                 anchor = last_seen_mono
             else:
@@ -392,31 +446,45 @@ class LivenessEngine:
             dev = DeviceRecord(
                 device_id,
                 state,
-                since_wall=snap.since_wall,
+                since_wall=since_wall,
                 device_class=device_class,
-                policy=self._policy_for(device_class),
+                policy=policy,
                 anchor=anchor,
             )
-            dev.reason = snap.reason
-            dev.session = snap.session
+            dev.reason = None if reason_word is None else REASON_OF.get(reason_word)
+            dev.session = session
             # An offline device's session ended with its will or shutdown; for the other
             # states the database cannot tell, and a heartbeat is the stronger evidence.
             dev.ended = state is _OFFLINE
-            dev.last_seq = snap.last_seq
+            dev.last_seq = last_seq
             dev.last_seen_mono = last_seen_mono
-            dev.last_seen_wall = snap.last_seen_wall
-            if snap.announced_interval is not None:
-                dev.announced = self._share_interval(snap.announced_interval)
-            dev.override = snap.override_interval
-            if snap.clock_offset is not None:
-                dev.clock_offset = snap.clock_offset
-                self._skewed += skewed(snap.clock_offset)
-            self._devices[device_id] = dev
-            self._counts[state] += 1
+            dev.last_seen_wall = last_seen_wall
+            if announced is not None:
+                dev.announced = share_interval(announced)
+            dev.override = override
+            if clock_offset is not None:
+                dev.clock_offset = clock_offset
+                skewed_count += skewed(clock_offset)
+            devices[device_id] = dev
+            counts[state] += 1
             if state is _LATE or state is _STALE:
-                self._silent[device_id] = dev
-            self._rearm(dev)
+                silent[device_id] = dev
+            # _rearm inlined (a device just loaded holds no will).
+            if override is not None:
+                interval = override
+            elif policy.interval is not None:
+                interval = policy.interval
+            elif dev.announced is not None:
+                interval = dev.announced
+            else:
+                interval = default_interval
+            when = anchor + self._stage_offset(state, interval, policy)
+            if when != INF:
+                dev.deadline = dev.queued = when
+                entries.append((when, device_id))
             added += 1
+        self._skewed += skewed_count
+        self._timers.add_many(entries)
         return added
 
     def start_warmup(self, now: float, duration: float | None = None) -> float:
@@ -974,11 +1042,6 @@ class LivenessEngine:
             fw=None if dev.reported is None else dev.reported[0],
             metrics=None if dev.reported is None else dev.reported[1],
         )
-
-
-def _to_mono(at_wall: float, now: float, wall: float) -> float:
-    """A persisted wall time on today's monotonic clock; never in the future."""
-    return min(now, now - (wall - at_wall))
 
 
 def _wall_at(at_mono: float, now: float, wall: float, dev: DeviceRecord) -> float:

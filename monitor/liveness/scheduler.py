@@ -70,6 +70,22 @@ class DeadlineScheduler(Generic[T]):
             heapq.heappush(self._heap, (when, key))
             self._maybe_compact()
 
+    def add_many(self, entries: list[tuple[float, str]]) -> None:
+        """Add the live entries of items just created, in bulk (a start-up load).
+
+        Each entry's item must already hold ``deadline == queued == time`` and have had
+        no entry before. One heapify of the whole heap instead of a push per entry.
+        """
+        if not entries:
+            return
+        heap = self._heap
+        if len(entries) < len(heap) // 8:
+            for entry in entries:
+                heapq.heappush(heap, entry)
+            return
+        heap.extend(entries)
+        heapq.heapify(heap)
+
     def forget(self, item: T) -> None:
         """Drop the item's deadline; its heap entry becomes garbage."""
         if item.queued != INF:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from device_client.protocol import ConfigUpdate, encode_config
 from monitor.config_sync import ConfigSync, DefaultTiming
+from monitor.liveness.persisted import PersistedDevice
 from monitor.liveness.policy import DEFAULT_CLASS
 from monitor.store.models import DeviceClass
 from monitor.store.rows import StoredDevice
@@ -37,6 +38,24 @@ def stored(
     )
 
 
+def persisted(stored: StoredDevice) -> PersistedDevice:
+    """The start-up load's tuple of a stored device (times as the stream gives them)."""
+    return (
+        stored.id,
+        stored.state,
+        stored.since.timestamp(),
+        stored.reason,
+        stored.session,
+        stored.last_seq,
+        None if stored.last_seen is None else stored.last_seen.timestamp(),
+        stored.announced_interval,
+        stored.interval_override,
+        stored.class_name,
+        stored.in_maintenance,
+        stored.clock_offset,
+    )
+
+
 def pump_class(interval: float | None) -> DeviceClass:
     return DeviceClass(
         name="pumps", interval=interval, grace=5.0, missed_limit=2, lost_after=None, description=""
@@ -45,8 +64,12 @@ def pump_class(interval: float | None) -> DeviceClass:
 
 def test_a_start_up_load_remembers_only_what_is_configured() -> None:
     sync = ConfigSync(DEFAULTS)
-    sync.remember(
-        [stored("a", override=5.0), stored("b", maintenance=True), stored("c", class_name="pumps")],
+    sync.remember_persisted(
+        [
+            persisted(stored("a", override=5.0)),
+            persisted(stored("b", maintenance=True)),
+            persisted(stored("c", class_name="pumps")),
+        ],
         {"pumps": 20.0, DEFAULT_CLASS: None},
     )
     sync.loaded("v1")
@@ -59,7 +82,7 @@ def test_a_start_up_load_remembers_only_what_is_configured() -> None:
 
 def test_changes_say_only_what_differs_from_what_was_applied() -> None:
     sync = ConfigSync(DEFAULTS)
-    sync.remember([stored("a"), stored("b")], {})
+    sync.remember_persisted([persisted(stored("a")), persisted(stored("b"))], {})
     sync.loaded("v1")
     classes = [pump_class(15.0)]
     devices = [stored("a", override=5.0), stored("b", class_name="pumps", maintenance=True)]
@@ -95,7 +118,9 @@ def test_devices_the_engine_does_not_know_are_left_for_later() -> None:
 
 def test_retained_configs_are_reconciled_with_what_the_database_wants() -> None:
     sync = ConfigSync(DEFAULTS)
-    sync.remember([stored("a", override=5.0), stored("b", override=7.0)], {})
+    sync.remember_persisted(
+        [persisted(stored("a", override=5.0)), persisted(stored("b", override=7.0))], {}
+    )
     sync.loaded("v1")
     assert sync.held("a", encode_config(ConfigUpdate(5.0))) is None  # as wanted
     stale = sync.held("x", encode_config(ConfigUpdate(60.0)))  # left by another database
@@ -133,7 +158,7 @@ def test_timing_settings_given_explicitly_win_over_the_stored_default_class() ->
 
 def test_a_forgotten_device_leaves_nothing_behind() -> None:
     sync = ConfigSync(DEFAULTS)
-    sync.remember([stored("a", override=5.0, maintenance=True)], {})
+    sync.remember_persisted([persisted(stored("a", override=5.0, maintenance=True))], {})
     sync.loaded("v1")
     sync.forget("a")
     assert (dict(sync.overrides), dict(sync.maintenance), dict(sync.pushed)) == ({}, {}, {})

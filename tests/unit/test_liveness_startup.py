@@ -554,3 +554,43 @@ def test_a_blind_period_after_warmup_rearms_as_usual() -> None:
 def test_bad_warmup_duration_is_refused(duration: float) -> None:
     with pytest.raises(InvalidPolicy):
         LivenessEngine().start_warmup(0.0, duration)
+
+
+def test_a_load_takes_plain_tuples_with_the_stored_words() -> None:
+    engine = LivenessEngine()
+    engine.heartbeat("tracked", Heartbeat(seq=1, session="s9", interval=30.0), START, WALL)
+    rows = [
+        # device, state, since, reason, session, seq, last seen, announced, override,
+        # class, maintenance (SQLite's 0/1), clock offset
+        ("d1", "late", WALL - 50, "missed-heartbeats", "s1", 7, WALL - 50, 30.0, None,
+         "default", 0, 2.5),
+        ("d2", "napping", WALL - 5, "dozed-off", None, None, None, None, 60.0,
+         "no-such-class", 0, None),
+        ("d3", "online", WALL - 5, "heartbeat", "s3", 1, WALL - 5, 30.0, None,
+         "default", 1, None),
+        ("tracked", "offline", WALL - 5, "shutdown", "s0", 1, WALL - 5, 30.0, None,
+         "default", 0, None),
+    ]  # fmt: skip
+    assert engine.load_persisted(rows, START, WALL) == 3
+    d1, d2, d3 = (engine.snapshot(d) for d in ("d1", "d2", "d3"))
+    assert d1 is not None
+    assert d2 is not None
+    assert d3 is not None
+    assert (d1.state, d1.reason, d1.last_seq, d1.clock_offset) == (
+        State.LATE, Reason.MISSED_HEARTBEATS, 7, 2.5
+    )  # fmt: skip
+    # Words this version does not know: unknown state, no reason; an unknown class is
+    # judged by the default one.
+    assert (d2.state, d2.reason, d2.effective_interval) == (State.UNKNOWN, None, 60.0)
+    assert d3.state is State.MAINTENANCE
+    assert d3.in_maintenance
+    # What the engine saw since start wins over the database.
+    tracked = engine.snapshot("tracked")
+    assert tracked is not None
+    assert tracked.state is State.ONLINE
+    # Late since WALL - 50 with a 30 s interval: stale at last seen + 100 s, 50 s from now.
+    # (No warm-up here: "tracked" goes late on its own, d2 waits for its 60 s.)
+    early = engine.tick(START + 49, WALL + 49)
+    assert [(t.device_id, t.new) for t in early] == [("tracked", State.LATE)]
+    stale = engine.tick(START + 51, WALL + 51)
+    assert [(t.device_id, t.new) for t in stale] == [("d1", State.STALE)]
