@@ -8,6 +8,7 @@ validation path is unit-testable.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from device_client.protocol import (
     Presence,
     Topics,
 )
+from monitor.cluster.partition_topics import parse_partition_topic
 from monitor.liveness.outcomes import EventResult, Outcome
 from monitor.logging_setup import RateLimitedLog
 
@@ -65,15 +67,23 @@ class Ingest:
     # called with (topic, payload, now), returns True when it took the message. Asked
     # only once a topic failed to parse, so device messages pay nothing for it.
     other: Callable[[str, bytes, float], bool] | None = None
+    # The partition count when the broker routes heartbeat and presence to partition
+    # topics (CLAWBEAT_PARTITION_TOPICS); None reads {root}/devices/{id}/{kind} only.
+    partitions: int | None = None
 
     def __post_init__(self) -> None:
         self.counts: Counter[str] = Counter()
         self._ratelimited = RateLimitedLog(self.logger)
+        self._parse: Callable[[str], tuple[str, MessageKind]] = self.topics.parse_device_topic
+        if self.partitions is not None:
+            self._parse = functools.partial(
+                parse_partition_topic, self.topics, partitions=self.partitions
+            )
 
     def handle(self, topic: str, payload: bytes, retained: bool, now: float, wall: float) -> None:
         self.counts["received"] += 1
         try:
-            device_id, kind = self.topics.parse_device_topic(topic)
+            device_id, kind = self._parse(topic)
         except InvalidDeviceId:
             self._drop("bad_device_id", topic, "hostile device id")
             return

@@ -36,6 +36,7 @@ from device_client.protocol import (
 )
 from device_client.urls import parse_broker_urls
 from monitor.alerts.shell import Alerting
+from monitor.cluster import partition_topics
 from monitor.cluster.keeper import LeaseKeeper
 from monitor.cluster.partitions import partition_of
 from monitor.config_sync import TIMING_SETTINGS, ConfigSync, DefaultTiming
@@ -852,6 +853,7 @@ class MonitorService:
             logging.getLogger("clawbeat.ingest"),
             config=self.config_message,
             other=self.probe_echo,
+            partitions=self.settings.partitions if self.settings.partition_topics else None,
         )
         self._stored = await stored_adapters(self.sessions, besides=self.file_adapters)
         self.source_adapters = [*self.file_adapters, *(s.adapter for s in self._stored.values())]
@@ -871,6 +873,14 @@ class MonitorService:
             self.topics.presence_filter,
             self.topics.config_filter,
         )
+        if self.settings.partition_topics:
+            # The broker routes heartbeat and presence by partition; alone, this replica
+            # acts for them all (config topics are not remapped).
+            count = self.settings.partitions
+            self._subscriptions = (
+                *partition_topics.filters(self.topics, range(count), of=count),
+                self.topics.config_filter,
+            )
         # The will is fixed now, for every connection: it cannot say when it will fire.
         will = monitor_presence_payload(
             "offline", since=None, instance=self.instance, reason=OfflineReason.CONNECTION_LOST
