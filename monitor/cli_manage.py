@@ -19,7 +19,6 @@ from monitor.alerts import api as alerts_api
 from monitor.cli_common import add_database_option, db_session, settings_from
 from monitor.cli_table import print_table
 from monitor.liveness.policy import DEFAULT_GRACE, DEFAULT_LOST_AFTER, DEFAULT_MISSED_LIMIT
-from monitor.ops import config_version
 from monitor.ops.classes import ClassSettings, change_class, remove_class
 from monitor.ops.devices import DeviceSettings, change_device
 from monitor.ops.forget import Forgotten, forget_device
@@ -214,10 +213,9 @@ def _set_class_spec(args: argparse.Namespace) -> int:
 
     async def run() -> tuple[DeviceClass, bool]:
         async with db_session(settings_from(args).database_url) as session:
-            cls, created = await change_class(session, name=name, settings=settings, create=True)
-            await config_version.bump(session)
+            changed = await change_class(session, name=name, settings=settings, create=True)
             await session.commit()
-            return cls, created
+            return changed.device_class, changed.created
 
     cls, created = asyncio.run(run())
     print(
@@ -233,7 +231,6 @@ def _remove_class(args: argparse.Namespace) -> int:
     async def run() -> None:
         async with db_session(settings_from(args).database_url) as session:
             await remove_class(session, name=args.name)
-            await config_version.bump(session)
             await session.commit()
 
     asyncio.run(run())

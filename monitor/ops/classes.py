@@ -4,18 +4,21 @@
 :func:`change_class`: the settings named change, every other one keeps its stored
 value (a new class starts from the defaults). ``PUT /api/classes/{name}`` calls
 :func:`replace_class`, which sets them all. Both validate what they store, so a
-command line and a request body obey the same ranges the engine does.
+command line and a request body obey the same ranges the engine does. Every change
+announces itself (``config_version.bump``) in the caller's transaction.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Final, TypedDict
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from monitor.liveness.errors import InvalidPolicy
 from monitor.liveness.policy import DEFAULT_LOST_AFTER, Policy
+from monitor.ops import config_version
 from monitor.ops.errors import InvalidClassSetting
 from monitor.store import repository
 from monitor.store.errors import ClassExists, ClassNotFound
@@ -37,6 +40,16 @@ class ClassSettings(TypedDict, total=False):
     missed_limit: int
     lost_after: float | None
     description: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClassChanged:
+    """A class written, and the configuration version that announces it."""
+
+    device_class: DeviceClass
+    created: bool
+    version: str
+    previous: str | None  # the version it replaced
 
 
 def check_class(spec: ClassSpec) -> ClassSpec:
@@ -77,12 +90,19 @@ def _spec_of(row: DeviceClass) -> ClassSpec:
 
 async def change_class(
     session: AsyncSession, *, name: str, settings: ClassSettings, create: bool
-) -> tuple[DeviceClass, bool]:
+) -> ClassChanged:
     """Set the ``settings`` given on class ``name``; the others keep their values.
 
     A class that does not exist is created from the defaults when ``create``, else
-    :class:`ClassNotFound` is raised. Returns the class and whether it was created.
+    :class:`ClassNotFound` is raised.
     """
+    row, created = await _change(session, name=name, settings=settings, create=create)
+    return await _announced(session, row, created=created)
+
+
+async def _change(
+    session: AsyncSession, *, name: str, settings: ClassSettings, create: bool
+) -> tuple[DeviceClass, bool]:
     current = await repository.get_class(session, name=name)
     if current is None:
         if not create:
@@ -100,27 +120,39 @@ async def change_class(
     return await repository.update_class(session, spec=spec), False
 
 
-async def replace_class(session: AsyncSession, *, spec: ClassSpec) -> DeviceClass:
+async def replace_class(session: AsyncSession, *, spec: ClassSpec) -> ClassChanged:
     """Create class ``spec.name`` or replace every one of its settings."""
     spec = check_class(spec)
     if await repository.get_class(session, name=spec.name) is None:
         try:
-            return await repository.create_class(session, spec=spec)
+            row = await repository.create_class(session, spec=spec)
         except ClassExists:  # created concurrently: replace it like an update
             pass
-    return await repository.update_class(session, spec=spec)
+        else:
+            return await _announced(session, row, created=True)
+    return await _announced(session, await repository.update_class(session, spec=spec))
 
 
-async def remove_class(session: AsyncSession, *, name: str) -> None:
-    """Delete an unused class (``clawbeat classes remove``, ``DELETE /api/classes/{name}``).
+async def remove_class(session: AsyncSession, *, name: str) -> tuple[str, str | None]:
+    """Delete an unused class (``clawbeat classes remove``, ``DELETE /api/classes/{name}``);
+    returns the new config version and the one it replaced.
 
     Raises :class:`ClassNotFound`, or ``ClassInUse`` for ``default`` and for a class that
     still has devices.
     """
     await repository.delete_class(session, name=name)
+    return await config_version.bump(session)
+
+
+async def _announced(
+    session: AsyncSession, row: DeviceClass, *, created: bool = False
+) -> ClassChanged:
+    version, previous = await config_version.bump(session)
+    return ClassChanged(row, created, version, previous)
 
 
 __all__ = [
+    "ClassChanged",
     "ClassSettings",
     "ClassSpec",
     "change_class",

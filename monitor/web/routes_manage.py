@@ -15,7 +15,6 @@ from typing import Any, cast
 
 from fastapi import APIRouter, HTTPException, Response, status
 
-from monitor.ops import config_version
 from monitor.ops.classes import ClassSettings, ClassSpec, change_class, remove_class, replace_class
 from monitor.ops.devices import DeviceSettings, change_device
 from monitor.ops.errors import InvalidClassSetting
@@ -99,14 +98,13 @@ def _spec(name: str, body: ClassIn) -> ClassSpec:
 async def put_class(service: Service, _: Admin, name: ClassPath, body: ClassIn) -> ClassOut:
     async with service.sessions() as session:
         try:
-            cls = await replace_class(session, spec=_spec(name, body))
+            changed = await replace_class(session, spec=_spec(name, body))
         except InvalidClassSetting as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
-        version, previous = await config_version.bump(session)
         await session.commit()
         members = await reports.count_devices_by_class(session)
-    await service.apply_config_change(version, previous=previous, device_ids=None)
-    return class_out(cls, members.get(name, 0))
+    await service.apply_config_change(changed.version, previous=changed.previous, device_ids=None)
+    return class_out(changed.device_class, members.get(name, 0))
 
 
 @router.patch(
@@ -122,16 +120,15 @@ async def patch_class(service: Service, _: Admin, name: ClassPath, body: ClassPa
     settings = cast(ClassSettings, body.model_dump(exclude_unset=True))
     async with service.sessions() as session:
         try:
-            cls, _created = await change_class(session, name=name, settings=settings, create=False)
+            changed = await change_class(session, name=name, settings=settings, create=False)
         except ClassNotFound as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
         except InvalidClassSetting as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
-        version, previous = await config_version.bump(session)
         await session.commit()
         members = await reports.count_devices_by_class(session)
-    await service.apply_config_change(version, previous=previous, device_ids=None)
-    return class_out(cls, members.get(name, 0))
+    await service.apply_config_change(changed.version, previous=changed.previous, device_ids=None)
+    return class_out(changed.device_class, members.get(name, 0))
 
 
 @router.delete(
@@ -144,12 +141,11 @@ async def patch_class(service: Service, _: Admin, name: ClassPath, body: ClassPa
 async def delete_class(service: Service, _: Admin, name: ClassPath) -> Response:
     async with service.sessions() as session:
         try:
-            await remove_class(session, name=name)
+            version, previous = await remove_class(session, name=name)
         except ClassNotFound as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
         except ClassInUse as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
-        version, previous = await config_version.bump(session)
         await session.commit()
     await service.apply_config_change(version, previous=previous, device_ids=None)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
