@@ -78,6 +78,11 @@ class NatsServer:
                 raise RuntimeError(f"nats-server did not listen within {timeout}s")
             time.sleep(0.1)
 
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None, "not started"
+        return self._proc.pid
+
     def stop(self) -> None:
         if self._proc is None:
             return
