@@ -31,7 +31,7 @@ def add_token_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     )
     sub = p.add_subparsers(dest="token_command", required=True, metavar="COMMAND")
     create = sub.add_parser("create", help="create a token and print it (shown only once)")
-    create.add_argument("--scope", choices=[s.value for s in tokens.Scope], required=True)
+    create.add_argument("--scope", choices=[s.value for s in tokens.TokenScope], required=True)
     create.add_argument("--name", help="what the token is for (default: user@host)")
     create.add_argument("--json", action="store_true", help="print id, name, scope and token")
     add_database_option(create)
@@ -61,7 +61,7 @@ def _create(args: argparse.Namespace) -> int:
     async def run() -> tuple[tokens.ApiToken, str]:
         async with db_session(settings_from(args).database_url) as session:
             row, token = await tokens.create_token(
-                session, name=name, scope=tokens.Scope(args.scope), now=datetime.now(UTC)
+                session, name=name, scope=tokens.TokenScope(args.scope), now=datetime.now(UTC)
             )
             await session.commit()
             return row, token

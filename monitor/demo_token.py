@@ -38,12 +38,16 @@ async def _live_or_new(database_url: str, saved: str) -> str:
     async with db_session(database_url) as session:
         if saved:
             row = await tokens.verify_token(session, token=saved)
-            if row is not None and row.name == DEMO_TOKEN_NAME and row.scope == tokens.Scope.ADMIN:
+            if (
+                row is not None
+                and row.name == DEMO_TOKEN_NAME
+                and row.scope == tokens.TokenScope.ADMIN
+            ):
                 return saved
         now = datetime.now(UTC)
         await tokens.revoke_tokens_named(session, name=DEMO_TOKEN_NAME, now=now)
         _, token = await tokens.create_token(
-            session, name=DEMO_TOKEN_NAME, scope=tokens.Scope.ADMIN, now=now
+            session, name=DEMO_TOKEN_NAME, scope=tokens.TokenScope.ADMIN, now=now
         )
         await session.commit()
     return token

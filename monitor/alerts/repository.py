@@ -40,8 +40,7 @@ from monitor.alerts.models import (
     Mute,
 )
 from monitor.alerts.routing import Rule
-from monitor.alerts.schedule import Mute as QuietMute
-from monitor.alerts.schedule import Quiet, Scope, Window, parse_every
+from monitor.alerts.schedule import Quiet, QuietMute, Scope, Window, parse_every
 from monitor.store.database import translates_errors
 from monitor.store.models import Base
 from monitor.store.statements import dialect_insert, rowcount

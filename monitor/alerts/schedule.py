@@ -219,7 +219,7 @@ class Window:
 
 
 @dataclass(frozen=True, slots=True)
-class Mute:
+class QuietMute:
     id: int
     scope: Scope
     until: datetime
@@ -234,7 +234,7 @@ class Quiet:
     """Every window and mute the monitor knows; answers "is this device silenced now?"."""
 
     windows: tuple[Window, ...] = ()
-    mutes: tuple[Mute, ...] = ()
+    mutes: tuple[QuietMute, ...] = ()
 
     def in_effect(self, at: datetime) -> dict[str, str]:
         """What is active at ``at``: ``"maintenance #3"`` -> what it covers (for logs)."""

@@ -44,7 +44,7 @@ class Offline:
     shutdown: bool = False
 
 
-Event = Beat | Online | Offline
+SourceEvent = Beat | Online | Offline
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,4 +71,4 @@ class Ignored:
     reason: str
 
 
-Decoded = tuple[Event | Command, ...] | Malformed | Ignored
+Decoded = tuple[SourceEvent | Command, ...] | Malformed | Ignored

@@ -46,7 +46,7 @@ from device_client.protocol import (
 )
 from monitor.liveness.engine import LivenessEngine
 from monitor.liveness.states import State
-from monitor.sources.events import Beat, Event, Offline, Online
+from monitor.sources.events import Beat, Offline, Online, SourceEvent
 
 SessionView = Callable[[str], tuple[str | None, bool] | None]
 """``device_id -> (current session, whether it ended)`` per the engine, or None."""
@@ -64,7 +64,7 @@ class SessionResolver:
         self._payload_seq: dict[str, int] = {}  # read from payloads (S6)
 
     def resolve(
-        self, event: Event, *, interval: float, wall: float, retained: bool = False
+        self, event: SourceEvent, *, interval: float, wall: float, retained: bool = False
     ) -> tuple[str, Heartbeat | Presence]:
         device_id = event.device_id
         if event.session is not None and device_id in self._known:

@@ -42,11 +42,11 @@ from monitor.sources.events import (
     Beat,
     Command,
     Decoded,
-    Event,
     Ignored,
     Malformed,
     Offline,
     Online,
+    SourceEvent,
 )
 from monitor.sources.resolve import SessionView
 from monitor.sources.sparkplug_b_pb2 import Payload
@@ -197,7 +197,7 @@ class SparkplugAdapter:
         bd_seq = _bd_seq(msg)
         if bd_seq is None:
             return Malformed("invalid_payload", "NBIRTH without a bdSeq metric")
-        events: list[Event] = []
+        events: list[SourceEvent] = []
         old = self._nodes.get(node_id)
         if old is not None:
             # P2: a new node session without a death: the old one's devices are gone.
@@ -229,7 +229,7 @@ class SparkplugAdapter:
             # P1: the will of an older connection, arriving after a newer birth.
             return (Offline(node_id, session=f"bd{bd_seq}-stale"),)
         del self._nodes[node_id]
-        events: list[Event] = [Offline(node_id, session=node.session)]
+        events: list[SourceEvent] = [Offline(node_id, session=node.session)]
         events.extend(Offline(d, session=s) for d, s in node.devices.items())
         return tuple(events)
 

@@ -27,7 +27,7 @@ _SHOWN_PREFIX: Final = 12  # "cbt_" + 8 characters: enough to tell tokens apart 
 NAME_LENGTH: Final = 64
 
 
-class Scope(StrEnum):
+class TokenScope(StrEnum):
     READ = "read"
     """GET endpoints, the dashboard's data, the event stream."""
     ADMIN = "admin"
@@ -50,7 +50,7 @@ def new_token() -> str:
 
 @translates_errors("create API token")
 async def create_token(
-    session: AsyncSession, *, name: str, scope: Scope, now: datetime
+    session: AsyncSession, *, name: str, scope: TokenScope, now: datetime
 ) -> tuple[ApiToken, str]:
     """Store a new token; returns its row and the token, which exists nowhere else."""
     name = name.strip()
@@ -134,8 +134,8 @@ __all__ = [
     "NAME_LENGTH",
     "TOKEN_PREFIX",
     "ApiToken",
-    "Scope",
     "TokenNotFound",
+    "TokenScope",
     "create_token",
     "hash_token",
     "list_tokens",

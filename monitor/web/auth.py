@@ -29,7 +29,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from monitor.store import tokens
 from monitor.store.errors import StoreError
-from monitor.store.tokens import Scope
+from monitor.store.tokens import TokenScope
 from monitor.web.ratelimit import FailureLimiter, client_key
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ bearer = HTTPBearer(
 class Principal:
     token_id: int
     name: str
-    scope: Scope
+    scope: TokenScope
 
 
 class TokenVerifier:
@@ -71,7 +71,7 @@ class TokenVerifier:
             if row is None:
                 self._cache.pop(digest, None)
                 return None
-            principal = Principal(row.id, row.name, Scope(row.scope))
+            principal = Principal(row.id, row.name, TokenScope(row.scope))
             if now - self._touched.get(row.id, -_TOUCH_EVERY) >= _TOUCH_EVERY:
                 self._touched[row.id] = now
                 await tokens.touch_token(session, token_id=row.id, now=datetime.now(UTC))
@@ -133,7 +133,7 @@ async def read_access(
 
 
 async def admin_access(principal: Annotated[Principal, Depends(read_access)]) -> Principal:
-    if principal.scope is not Scope.ADMIN:
+    if principal.scope is not TokenScope.ADMIN:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, detail="this needs an admin token; yours is read-only"
         )

@@ -15,7 +15,7 @@ from device_client.protocol import MAX_INTERVAL, MIN_INTERVAL
 from monitor.liveness.clock import TOLERANCE as CLOCK_TOLERANCE
 from monitor.liveness.policy import DEFAULT_GRACE, DEFAULT_LOST_AFTER, DEFAULT_MISSED_LIMIT
 from monitor.liveness.states import Reason, State
-from monitor.store.tokens import Scope
+from monitor.store.tokens import TokenScope
 from monitor.web.series import Range
 
 ID_PATTERN: Final = r"^[A-Za-z0-9._-]{1,64}$"
@@ -257,7 +257,7 @@ class ClassPatch(InModel):
 
 class MeOut(OutModel):
     name: str
-    scope: Scope
+    scope: TokenScope
 
 
 # --- health -------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from monitor.process import MonitorProcess
 from monitor.service import MonitorService
 from monitor.settings import MonitorSettings
 from monitor.store import tokens
-from monitor.store.tokens import Scope
+from monitor.store.tokens import TokenScope
 from monitor.web.server import HttpServer
 from tests.harness.db_fixtures import open_store
 from tests.harness.mosquitto import TestBroker
@@ -45,7 +45,7 @@ FAST: dict[str, Any] = {
 }
 
 
-async def make_token(database_url: str, scope: Scope, name: str = "test") -> str:
+async def make_token(database_url: str, scope: TokenScope, name: str = "test") -> str:
     async with open_store(database_url) as sessions, sessions() as session:
         _, token = await tokens.create_token(session, name=name, scope=scope, now=datetime.now(UTC))
         await session.commit()
@@ -107,8 +107,8 @@ async def running_monitor(
         http_bind="127.0.0.1:0",
         **{**FAST, **overrides},
     )
-    read_token = await make_token(database_url, Scope.READ, "reader")
-    admin_token = await make_token(database_url, Scope.ADMIN, "admin")
+    read_token = await make_token(database_url, TokenScope.READ, "reader")
+    admin_token = await make_token(database_url, TokenScope.ADMIN, "admin")
     process = MonitorProcess(settings)
     service, http = process.service, process.http
     assert http is not None

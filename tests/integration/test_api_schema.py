@@ -23,7 +23,7 @@ from schemathesis.core.result import Ok
 from monitor.service import MonitorService
 from monitor.settings import MonitorSettings
 from monitor.store import migrate
-from monitor.store.tokens import Scope
+from monitor.store.tokens import TokenScope
 from monitor.web.app import create_app
 from tests.harness.api import FAST, make_token
 from tests.harness.monitor import MonitorProcess, StatusWatch, wait_until
@@ -50,7 +50,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     broker.start()
     database_url = f"sqlite+aiosqlite:///{tmp / 'clawbeat.db'}"
     run_coroutine(lambda: migrate.upgrade(database_url))
-    token = run_coroutine(lambda: make_token(database_url, Scope.ADMIN))
+    token = run_coroutine(lambda: make_token(database_url, TokenScope.ADMIN))
     settings = {k: v for k, v in FAST.items() if k != "mqtt_keepalive"}
     monitor = MonitorProcess(
         broker, database_url, tmp / "monitor.log", **settings, http_bind="127.0.0.1:0"

@@ -23,7 +23,7 @@ from monitor.alerts.core import (
     UpdateAlert,
 )
 from monitor.alerts.levels import Severity
-from monitor.alerts.schedule import Mute, Quiet, Scope, Window
+from monitor.alerts.schedule import Quiet, QuietMute, Scope, Window
 from monitor.liveness.states import Reason, State, Transition
 
 WALL0 = 1_800_000_000.0
@@ -467,7 +467,7 @@ def test_recovery_of_an_alert_that_was_sent_goes_out_even_inside_a_window() -> N
 def test_a_mute_silences_until_it_expires() -> None:
     d = Driver()
     until = datetime.fromtimestamp(WALL0 + 50.0, UTC)
-    d.core.set_quiet(Quiet(mutes=(Mute(1, Scope.of(classes=["default"]), until),)))
+    d.core.set_quiet(Quiet(mutes=(QuietMute(1, Scope.of(classes=["default"]), until),)))
     d.change("pump", ON, OFF, 10.0)
     assert d.tick(30.0) == []
     # Expired with the pump still down: held from the first tick after it (A9).

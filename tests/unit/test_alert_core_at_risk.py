@@ -19,7 +19,7 @@ from monitor.alerts.core import (
 )
 from monitor.alerts.levels import Severity
 from monitor.alerts.routing import AT_RISK, Rule, min_risk, route, route_at_risk
-from monitor.alerts.schedule import Mute, Quiet, Scope, Window
+from monitor.alerts.schedule import Quiet, QuietMute, Scope, Window
 from monitor.liveness.states import Reason, State, Transition
 
 WALL0 = 1_800_000_000.0
@@ -127,7 +127,7 @@ def test_a_device_not_online_opens_nothing_and_an_open_one_waits() -> None:
 def test_mutes_and_maintenance_windows_silence_at_risk_alerts() -> None:
     at = datetime.fromtimestamp(WALL0, UTC)
     core = AlertCore()
-    core.set_quiet(Quiet(mutes=(Mute(1, Scope.of(devices=["pump-7"]), at + timedelta(60)),)))
+    core.set_quiet(Quiet(mutes=(QuietMute(1, Scope.of(devices=["pump-7"]), at + timedelta(60)),)))
     assert scored(core, entry("high"), at=0) == []
     core.set_quiet(
         Quiet(windows=(Window(1, Scope.of(tags=["site-a"]), at, at + timedelta(seconds=300)),))

@@ -8,8 +8,8 @@ import pytest
 
 from monitor.alerts.errors import InvalidSchedule
 from monitor.alerts.schedule import (
-    Mute,
     Quiet,
+    QuietMute,
     Scope,
     Weekly,
     Window,
@@ -148,7 +148,7 @@ def test_quiet_names_what_silences_a_device() -> None:
         windows=(
             Window(3, Scope.of(tags=["line-3"]), utc("2026-11-25T10:00"), utc("2026-11-25T12:00")),
         ),
-        mutes=(Mute(7, Scope.of(devices=["pump-7"]), utc("2026-11-25T11:00")),),
+        mutes=(QuietMute(7, Scope.of(devices=["pump-7"]), utc("2026-11-25T11:00")),),
     )
     at = utc("2026-11-25T10:30")
     assert quiet.silenced_by("x", "default", frozenset({"line-3"}), at) == "maintenance #3"
