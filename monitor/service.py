@@ -35,6 +35,7 @@ from device_client.protocol import (
     encode_config,
 )
 from device_client.urls import parse_broker_urls
+from monitor import gc_policy
 from monitor.alerts.shell import Alerting
 from monitor.cluster import partition_topics
 from monitor.cluster.keeper import LeaseKeeper
@@ -261,9 +262,9 @@ class MonitorService:
         self.config = config
         log.info("loaded %d devices and %d classes", len(engine), len(policies))
         # A million long-lived device records would make every full GC pass walk them
-        # all (~0.5 s stalls); they live as long as the process, so take them out of it.
-        gc.collect()
-        gc.freeze()
+        # all (~0.5 s stalls); they live as long as the process, so take them out of it,
+        # and collect far less often in the steady state (monitor/gc_policy.py).
+        gc_policy.settle()
         return engine
 
     # ------------------------------------------------------------ ingest sink
@@ -516,7 +517,7 @@ class MonitorService:
             await asyncio.sleep(self.settings.flush_interval)
             self.transition_log.flush(time.monotonic())
             self._count_missed()
-            self._drain_dirty()
+            self._drain_dirty(when_taken=True)
             assert self.engine is not None
             if self.config.reconciling and self._warmed_up and not self.engine.warming_up:
                 self._push_unseen_configs()
@@ -533,8 +534,18 @@ class MonitorService:
         for device_id, missed in self.engine.count_missed(time.monotonic()):
             self.writer.add_rollup(device_id, self._minute(wall), count=0, missed=missed)
 
-    def _drain_dirty(self) -> None:
+    def _drain_dirty(self, *, when_taken: bool = False) -> None:
+        """Hand the devices changed since the last drain to the write-behind as rows.
+
+        ``when_taken`` (each flush window): only once the write-behind has written the
+        rows of the last drain. A write of many rows can outlast several windows on
+        busy CPUs, and a row built meanwhile would only replace one not yet written:
+        the engine keeps the devices dirty instead, and the first drain after the write
+        builds each row once, with its newest state.
+        """
         assert self.engine is not None
+        if when_taken and self.writer.pending_devices:
+            return
         # Every device registered is dirty, so this drain covers all of them (one
         # forgotten meanwhile leaves nothing behind).
         first_seen, self._first_seen = self._first_seen, {}
