@@ -24,6 +24,7 @@ from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from device_client.backoff import Backoff
 from device_client.urls import BrokerUrl
 from monitor.connect_failure import ConnectFailure, FailureKind, SubscriptionRefused, describe
 from monitor.direct_client import DirectClient, MessageHandler
@@ -163,7 +164,9 @@ class MqttLink:
 
     async def run(self) -> None:
         """Connect, and reconnect forever, until :meth:`stop`."""
-        failures = 0
+        backoff = Backoff(
+            base=self._opts.backoff_base, cap=self._opts.backoff_cap, rng=random.Random()
+        )
         addresses = (self._opts.address, *self._opts.fallbacks)
         index = 0
         v5 = self._opts.protocol == "5"
@@ -213,16 +216,13 @@ class MqttLink:
                     self.connected = True
                     self.connects += 1
                     self._connected_log()
-                    failures = 0
+                    backoff.reset()
                     await self._on_connected()
                     await self._serve(client)
             except aiomqtt.MqttError as exc:
                 if self._stopping:
                     break
-                failures += 1
-                delay = random.uniform(
-                    0, min(self._opts.backoff_cap, self._opts.backoff_base * 2**failures)
-                )
+                delay = backoff.next_delay()
                 if self.connected:
                     self._log.warning(
                         "broker connection to %s lost (%s); reconnecting", self.where, exc

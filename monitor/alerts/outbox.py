@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from device_client.backoff import Backoff
 from monitor.alerts import repository
 from monitor.alerts.errors import DeliveryFailed
 from monitor.alerts.notifier import Notifier
@@ -90,20 +91,20 @@ class Outbox:
         self._wake.set()
 
     async def run(self) -> None:
-        delay = 0.5
+        # While the database is away: retried as the write-behind does, 0.5 s doubling to 15 s.
+        backoff = Backoff(base=0.5, cap=15.0, rng=random.Random(), spread=0.2)
         while not self._closing:
             try:
                 claimed = await self._claim()
                 if not self._db_ok:
                     self._db_ok = True
                     self._log.info("outbox: database reachable again")
-                delay = 0.5
+                backoff.reset()
             except StoreError as exc:
                 if self._db_ok:
                     self._db_ok = False
                     self._log.warning("outbox: cannot claim deliveries (%s); retrying", exc)
-                await self._sleep(delay)
-                delay = min(delay * 2, 15.0)
+                await self._sleep(backoff.next_delay())
                 continue
             if claimed:
                 # Shielded: when the monitor stops, the task running this loop is

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -38,6 +39,7 @@ from typing import Final, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from device_client.backoff import Backoff
 from device_client.protocol import Topics
 from monitor.alerts import repository
 from monitor.alerts.actions import AlertActions, AlertStats
@@ -316,7 +318,8 @@ class Alerting:
                     self._log.debug("alert checkpoint not written: %s", exc)
 
     async def _writer_loop(self) -> None:
-        delay = 0.5
+        # While the database is away: retried as the write-behind does, 0.5 s doubling to 15 s.
+        backoff = Backoff(base=0.5, cap=15.0, rng=random.Random(), spread=0.2)
         while True:
             if not self._intents:
                 with contextlib.suppress(TimeoutError):
@@ -325,10 +328,9 @@ class Alerting:
                 self._writer_wake.clear()
                 continue
             if await self._write_pending():
-                delay = 0.5
+                backoff.reset()
             else:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 15.0)
+                await asyncio.sleep(backoff.next_delay())
 
     async def _followup_loop(self) -> None:
         while True:
