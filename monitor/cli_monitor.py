@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 from monitor.cli_common import add_database_option, settings_from
+from monitor.liveness.policy import DEFAULT_GRACE
 from monitor.logging_setup import configure_logging
 
 
@@ -30,7 +31,9 @@ def add_monitor_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     add_database_option(p)
     p.add_argument("--sources-file", type=Path, help="TOML file of sources in other conventions")
     p.add_argument("--default-interval", type=float, help="seconds (default 30)")
-    p.add_argument("--grace", type=float, help="default class grace, seconds (default 10)")
+    p.add_argument(
+        "--grace", type=float, help=f"default class grace, seconds (default {DEFAULT_GRACE:g})"
+    )
     p.add_argument("--missed-limit", type=int, help="missed intervals before stale (3)")
     p.add_argument("--lost-after", type=float, help="seconds stale/offline before lost")
     p.add_argument("--will-hold", type=float, help="seconds a will waits for a reconnect (2)")

@@ -465,6 +465,10 @@ class MonitorService:
     def _publish_status(self, snap: DeviceSnapshot) -> None:
         if self.link is None:
             return
+        # Every snapshot published is the engine's, which always says the interval it
+        # judges by (only a snapshot restored from the database has none).
+        interval = snap.effective_interval
+        assert interval is not None
         self.link.publish(
             self.topics.status(snap.device_id),
             status_payload(
@@ -474,7 +478,7 @@ class MonitorService:
                 last_seen=snap.last_seen_wall,
                 reason=snap.reason.value if snap.reason else None,
                 session=snap.session,
-                interval=snap.effective_interval or self.settings.default_interval,
+                interval=interval,
                 device_class=snap.device_class,
             ),
         )
