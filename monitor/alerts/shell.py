@@ -62,7 +62,7 @@ from monitor.alerts.routing import AT_RISK, Route, Rule, min_risk, route, route_
 from monitor.alerts.schedule import Quiet
 from monitor.liveness.engine import LivenessEngine
 from monitor.liveness.states import State, Transition
-from monitor.ops.config_version import CONFIG_VERSION_KEY
+from monitor.ops import config_version
 from monitor.settings import MonitorSettings
 from monitor.store import repository as store_repository
 from monitor.store.errors import StoreError, StoreUnavailable
@@ -398,7 +398,7 @@ class Alerting:
             self._rules = await repository.load_rules(session)
             self._channels = await repository.channel_names(session)
             self._quiet = await repository.load_quiet(session, now=now)
-            version = await store_repository.get_meta(session, key=CONFIG_VERSION_KEY)
+            version = await config_version.read(session)
             mono = time.monotonic()
             if (
                 force_tags
