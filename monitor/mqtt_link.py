@@ -25,6 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from device_client.backoff import Backoff
+from device_client.endpoint import make_ssl_context
 from device_client.urls import BrokerUrl
 from monitor.connect_failure import ConnectFailure, FailureKind, SubscriptionRefused, describe
 from monitor.direct_client import DirectClient, MessageHandler
@@ -157,10 +158,9 @@ class MqttLink:
     def _tls_context(self) -> ssl.SSLContext | None:
         if not self._opts.address.tls:
             return None
-        ctx = ssl.create_default_context(cafile=self._opts.ca_file)
-        if self._opts.cert_file:
-            ctx.load_cert_chain(self._opts.cert_file, self._opts.key_file)
-        return ctx
+        return make_ssl_context(
+            ca_file=self._opts.ca_file, cert_file=self._opts.cert_file, key_file=self._opts.key_file
+        )
 
     async def run(self) -> None:
         """Connect, and reconnect forever, until :meth:`stop`."""

@@ -190,6 +190,9 @@ class MonitorSettings(BaseSettings):
     def _tls_pair(self) -> MonitorSettings:
         if (self.http_tls_cert is None) != (self.http_tls_key is None):
             raise ValueError("http_tls_cert and http_tls_key must be given together")
+        if self.mqtt_key_file is not None and self.mqtt_cert_file is None:
+            # The key may sit inside the certificate file, but not the other way round.
+            raise ValueError("mqtt_key_file needs mqtt_cert_file")
         return self
 
     @model_validator(mode="after")

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import aiomqtt
 
 from device_client.backoff import Backoff
+from device_client.endpoint import make_ssl_context
 from device_client.errors import InvalidBrokerUrl
 from device_client.urls import BrokerUrl, parse_broker_url
 from monitor.settings import MonitorSettings
@@ -76,10 +77,9 @@ class PrimaryHost:
     def _tls(self) -> ssl.SSLContext | None:
         if not self._opts.address.tls:
             return None
-        ctx = ssl.create_default_context(cafile=self._opts.ca_file)
-        if self._opts.cert_file:
-            ctx.load_cert_chain(self._opts.cert_file, self._opts.key_file)
-        return ctx
+        return make_ssl_context(
+            ca_file=self._opts.ca_file, cert_file=self._opts.cert_file, key_file=self._opts.key_file
+        )
 
     async def run(self) -> None:
         """Hold the STATE connection, reconnecting with backoff, until :meth:`close`."""

@@ -38,6 +38,11 @@ def test_invalid_settings_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLAWBEAT_MISSED_LIMIT", "0")
     with pytest.raises(ValidationError, match="missed_limit"):
         MonitorSettings()
+    monkeypatch.delenv("CLAWBEAT_MISSED_LIMIT")
+    # Refused at start, not at the first TLS connection.
+    monkeypatch.setenv("CLAWBEAT_MQTT_KEY_FILE", "/etc/clawbeat/monitor.key")
+    with pytest.raises(ValidationError, match="mqtt_key_file needs mqtt_cert_file"):
+        MonitorSettings()
 
 
 def test_broker_urls() -> None:
