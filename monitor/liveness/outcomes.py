@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
+
+import msgspec
 
 from monitor.liveness.states import Transition
 
@@ -29,8 +30,10 @@ class Outcome(StrEnum):
 Cadence = tuple[str | None, float | None, float]
 
 
-@dataclass(frozen=True, slots=True)
-class EventResult:
+# A msgspec struct rather than a frozen dataclass: one is made for every heartbeat, and a
+# frozen dataclass's __init__ (object.__setattr__ per field) cost more than the rest of
+# the engine's bookkeeping for it. gc=False: it holds tuples of values, never itself.
+class EventResult(msgspec.Struct, frozen=True, gc=False):
     outcome: Outcome
     transitions: tuple[Transition, ...] = ()
     latency: float | None = None

@@ -97,7 +97,11 @@ class WriterStats:
 
 
 def _require_aware(value: datetime | None, what: str) -> None:
-    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+    # Three of these per device row: the monitor's own rows carry UTC itself, which one
+    # identity test settles (utcoffset() is a method call).
+    if value is None or value.tzinfo is UTC:
+        return
+    if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{what} must be a timezone-aware UTC datetime, got {value!r}")
 
 
