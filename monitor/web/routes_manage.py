@@ -10,12 +10,21 @@ the response is sent.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from fastapi import APIRouter, HTTPException, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from monitor.ops.classes import ClassSettings, ClassSpec, change_class, remove_class, replace_class
+from monitor.ops.classes import (
+    ClassChanged,
+    ClassSettings,
+    ClassSpec,
+    change_class,
+    remove_class,
+    replace_class,
+)
 from monitor.ops.devices import DeviceSettings, change_device
 from monitor.ops.errors import InvalidClassSetting
 from monitor.store import reports
@@ -96,15 +105,9 @@ def _spec(name: str, body: ClassIn) -> ClassSpec:
     "pushed to each of them that has no override of its own.",
 )
 async def put_class(service: Service, _: Admin, name: ClassPath, body: ClassIn) -> ClassOut:
-    async with service.sessions() as session:
-        try:
-            changed = await replace_class(session, spec=_spec(name, body))
-        except InvalidClassSetting as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
-        await session.commit()
-        members = await reports.count_devices_by_class(session)
-    await service.apply_config_change(changed.version, previous=changed.previous, device_ids=None)
-    return class_out(changed.device_class, members.get(name, 0))
+    return await _save_class(
+        service, lambda session: replace_class(session, spec=_spec(name, body))
+    )
 
 
 @router.patch(
@@ -118,9 +121,19 @@ async def put_class(service: Service, _: Admin, name: ClassPath, body: ClassIn) 
 async def patch_class(service: Service, _: Admin, name: ClassPath, body: ClassPatch) -> ClassOut:
     # The same operation as `clawbeat classes set`, except that it creates nothing.
     settings = cast(ClassSettings, body.model_dump(exclude_unset=True))
+    return await _save_class(
+        service,
+        lambda session: change_class(session, name=name, settings=settings, create=False),
+    )
+
+
+async def _save_class(
+    service: Service, change: Callable[[AsyncSession], Awaitable[ClassChanged]]
+) -> ClassOut:
+    """Run one class change, commit it, have the monitor apply it, and show the class."""
     async with service.sessions() as session:
         try:
-            changed = await change_class(session, name=name, settings=settings, create=False)
+            changed = await change(session)
         except ClassNotFound as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
         except InvalidClassSetting as exc:
@@ -128,7 +141,7 @@ async def patch_class(service: Service, _: Admin, name: ClassPath, body: ClassPa
         await session.commit()
         members = await reports.count_devices_by_class(session)
     await service.apply_config_change(changed.version, previous=changed.previous, device_ids=None)
-    return class_out(changed.device_class, members.get(name, 0))
+    return class_out(changed.device_class, members.get(changed.device_class.name, 0))
 
 
 @router.delete(
