@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from broker.acl import MONITOR_USER, OPS_USER
+from broker.acl import MONITOR_USER, OPS_USER, render_acl
 from broker.certs import generate_dev_certs
 from broker.errors import BrokerToolError
 from broker.passwords import mosquitto_passwd
@@ -63,6 +63,8 @@ class TestBroker:
         self.ops_user = OPS_USER
         self.ops_password = secrets.token_urlsafe(12)
         self.device_passwords: dict[str, str] = {}
+        # Further users with the monitor's rights: the replicas of a cluster.
+        self.replica_passwords: dict[str, str] = {}
         shutil.copytree(_shared_certs(), self.process.certs.ca_cert.parent, dirs_exist_ok=True)
         self.process.prepare(
             {self.monitor_user: self.monitor_password, self.ops_user: self.ops_password}
@@ -105,6 +107,7 @@ class TestBroker:
         elif password is None:
             password = (
                 self.device_passwords.get(user)
+                or self.replica_passwords.get(user)
                 or {
                     self.ops_user: self.ops_password,
                     self.monitor_user: self.monitor_password,
@@ -121,6 +124,27 @@ class TestBroker:
         users = dict.fromkeys(ids, password)
         self.device_passwords.update(users)
         self.process.add_users(users)
+
+    def add_monitor_users(self, names: Iterable[str]) -> None:
+        """Users with the monitor's rights, one per replica of a cluster.
+
+        The broker binds the client id to the username, so replicas sharing one user
+        would take each other's session over; the ACL is rendered by the project's own
+        ``render_acl`` with every monitor user. A running broker reloads at once.
+        """
+        users = {name: secrets.token_urlsafe(12) for name in names}
+        self.replica_passwords.update(users)
+        monitors = [self.monitor_user, *self.replica_passwords]
+        self.process.acl_path.write_text(render_acl(self.process.topic_root, monitor_user=monitors))
+        self.process.add_users(users)
+
+    def log_publishes(self) -> None:
+        """Log every packet (``log_type debug``), so a test can tell who published what.
+
+        Call before :meth:`start`; the lines name each publisher's client id.
+        """
+        with self.process.conf_path.open("a") as conf:
+            conf.write("\nlog_type debug\n")
 
     def allow(
         self,
