@@ -19,6 +19,7 @@ from monitor.liveness.policy import DEFAULT_CLASS, Policy
 from monitor.liveness.states import State, Transition
 from monitor.mqtt_link import LinkOptions, MqttLink
 from monitor.service import MonitorService
+from monitor.sight import Sight
 
 
 class _TimedService(MonitorService):
@@ -93,6 +94,12 @@ def _latency_main(devices: int, spread: float, out: Connection) -> None:
             raise RuntimeError("feeding the devices took longer than the first deadline")
 
         async def run() -> None:
+            # Sight as run() builds it (never connected: only a stall of the loop itself
+            # would make it blind), from the moment the tick loop starts.
+            timeout, every = service._probe_timing()
+            service.sight = Sight(
+                timeout=timeout, every=every, now=time.monotonic(), wall=time.time()
+            )
             ticker = asyncio.create_task(service._tick_loop())
             timeout = max(service.deadlines.values()) + 5 - time.monotonic()
             with contextlib.suppress(TimeoutError):

@@ -3,15 +3,41 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
+from typing import Final
+
+# "YYYY-MM-DDTHH:MM:SS" of recent whole seconds: a status payload has two times, and a
+# mass outage makes thousands of payloads whose times share a few seconds.
+_SECONDS: dict[int, str] = {}
+_SECONDS_KEPT: Final = 256
 
 
 def iso(wall: float | None) -> str | None:
+    """``wall`` as ISO 8601 UTC with milliseconds (truncated) and a 'Z'.
+
+    The same string as ``datetime.fromtimestamp(wall, UTC).isoformat(timespec=
+    "milliseconds")`` with "Z" for "+00:00", split the way CPython splits it (the
+    fraction rounded half-even to microseconds, carried into the second), with the
+    date and time of day formatted once per second.
+    """
     if wall is None:
         return None
-    # isoformat is several times cheaper than strftime (a status payload has two of
-    # these); milliseconds are truncated either way. "+00:00" becomes "Z".
-    return datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    fraction, whole = math.modf(wall)
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        micros -= 1_000_000
+        whole += 1.0
+    elif micros < 0:
+        micros += 1_000_000
+        whole -= 1.0
+    second = int(whole)
+    prefix = _SECONDS.get(second)
+    if prefix is None:
+        if len(_SECONDS) >= _SECONDS_KEPT:
+            _SECONDS.clear()
+        prefix = _SECONDS[second] = datetime.fromtimestamp(second, UTC).isoformat()[:19]
+    return f"{prefix}.{micros // 1000:03d}Z"
 
 
 def to_datetime(wall: float | None) -> datetime | None:

@@ -134,7 +134,7 @@ from monitor.liveness.clock import skewed
 from monitor.liveness.clock import update as clock_update
 from monitor.liveness.errors import InvalidPolicy, UnknownDevice
 from monitor.liveness.missed import missed_between
-from monitor.liveness.outcomes import Cadence, EventResult, Outcome
+from monitor.liveness.outcomes import Cadence, EventResult, Outcome, StatusView
 from monitor.liveness.persisted import REASON_OF, STATE_OF, PersistedDevice
 from monitor.liveness.policy import (
     DEFAULT_CLASS,
@@ -302,8 +302,14 @@ class LivenessEngine:
             device_id, dev, presence.session, now, wall, reason=reason, retained=retained
         )
 
-    def tick(self, now: float, wall: float) -> list[Transition]:
-        """Fire every deadline due at ``now``. Cost is proportional to due entries."""
+    def tick(self, now: float, wall: float, *, limit: int | None = None) -> list[Transition]:
+        """Fire every deadline due at ``now``. Cost is proportional to due entries.
+
+        ``limit`` bounds how many device deadlines one call judges, earliest first (held
+        wills, a handful, are always all judged): in a mass outage the shell hands on
+        each batch before judging the next, and :meth:`due` says whether more wait.
+        Each transition is stamped with when its deadline passed either way.
+        """
         out: _TransitionList = []
         if self._blind_since is not None:
             return out
@@ -325,12 +331,19 @@ class LivenessEngine:
         warmup_end = self._warmup_end
         if warmup_end is not None:
             if now < warmup_end:
-                self._tick_warming_up(now, wall, warmup_end, out=out)
+                self._tick_warming_up(now, wall, warmup_end, out=out, limit=limit)
                 return out
             self._end_warmup(out=out)
-        for _, dev in self._timers.pop_due(now):
+        for _, dev in self._timers.pop_due(now, limit):
             self._expire(dev, now, wall, out=out)
         return out
+
+    def due(self, now: float) -> bool:
+        """Whether a :meth:`tick` at ``now`` may find deadlines due (a limited tick left
+        some). Cheap; may say True for entries that turn out to be moved or dropped."""
+        if self._blind_since is not None:
+            return False
+        return self._timers.next_due() <= now or self._hold_timers.next_due() <= now
 
     def set_maintenance(
         self, device_id: str, on: bool, now: float, wall: float
@@ -613,6 +626,24 @@ class LivenessEngine:
             return None
         return dev.session, dev.last_seen_wall, self._interval(dev)
 
+    def status_view(self, device_id: str) -> StatusView | None:
+        """What a status topic shows of a device, or None: the fast path of
+        :meth:`snapshot` for the shell's status publishes (a mass outage makes one per
+        transition): ``(state, since_wall, last_seen_wall, reason, session, effective
+        interval, class)``."""
+        dev = self._devices.get(device_id)
+        if dev is None:
+            return None
+        return (
+            dev.state,
+            dev.since_wall,
+            dev.last_seen_wall,
+            dev.reason,
+            dev.session,
+            self._interval(dev),
+            dev.device_class,
+        )
+
     def snapshots(self) -> Iterator[DeviceSnapshot]:
         """Every device; do not feed events while iterating."""
         for dev in self._devices.values():
@@ -858,11 +889,16 @@ class LivenessEngine:
         self._rearm(dev)
 
     def _tick_warming_up(
-        self, now: float, wall: float, warmup_end: float, out: _TransitionList
+        self,
+        now: float,
+        wall: float,
+        warmup_end: float,
+        out: _TransitionList,
+        limit: int | None,
     ) -> None:
         """Judge confirmed devices by their deadlines; the rest wait for the end (R14)."""
         timers = self._timers
-        for device_id, dev in timers.pop_due(now):
+        for device_id, dev in timers.pop_due(now, limit):
             if dev.confirmed:
                 self._expire(dev, now, wall, out=out)
             else:

@@ -6,7 +6,7 @@ from enum import StrEnum
 
 import msgspec
 
-from monitor.liveness.states import Transition
+from monitor.liveness.states import Reason, State, Transition
 
 
 class Outcome(StrEnum):
@@ -28,6 +28,9 @@ class Outcome(StrEnum):
 
 # (session, last_seen_wall, effective interval) of a device.
 Cadence = tuple[str | None, float | None, float]
+# What a status topic shows of a device: state, since, last seen (wall), reason, session,
+# effective interval, class (LivenessEngine.status_view).
+StatusView = tuple[State, float, float | None, Reason | None, str | None, float, str]
 
 
 # A msgspec struct rather than a frozen dataclass: one is made for every heartbeat, and a

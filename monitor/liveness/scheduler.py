@@ -94,8 +94,9 @@ class DeadlineScheduler(Generic[T]):
         item.queued = INF
         item.deadline = INF
 
-    def pop_due(self, now: float) -> list[tuple[str, T]]:
-        """Remove and return every item whose deadline is ``<= now``.
+    def pop_due(self, now: float, limit: int | None = None) -> list[tuple[str, T]]:
+        """Remove and return every item whose deadline is ``<= now``, earliest first;
+        at most ``limit`` of them (the rest stay due for the next call).
 
         A returned item is no longer scheduled: the caller sets its next deadline.
         Cost is proportional to the entries popped, never to the number of items.
@@ -103,7 +104,8 @@ class DeadlineScheduler(Generic[T]):
         heap = self._heap
         lookup = self._lookup
         due: list[tuple[str, T]] = []
-        while heap and heap[0][0] <= now:
+        room = INF if limit is None else limit
+        while heap and heap[0][0] <= now and len(due) < room:
             when, key = heapq.heappop(heap)
             item = lookup(key)
             if item is None or item.queued != when:

@@ -283,3 +283,22 @@ def test_maintenance_on_an_untracked_device_is_refused() -> None:
         engine.set_interval_override("ghost", 10.0)
     with pytest.raises(UnknownDevice):
         engine.set_class("ghost", "x")
+
+
+def test_a_limited_tick_judges_the_earliest_deadlines_first_and_leaves_the_rest_due() -> None:
+    engine = LivenessEngine()
+    for n in range(5):
+        beat(engine, n * 0.1, 1, device=f"d{n}")
+    assert not engine.due(45.0 - 10)  # nothing due before the first deadline (40.0)
+    first = engine.tick(45.0, T0 + 45.0, limit=2)
+    assert [(t.device_id, t.at_wall) for t in first] == [("d0", T0 + 40.0), ("d1", T0 + 40.1)]
+    assert engine.due(45.0)
+    # Judged later, still stamped when each deadline passed.
+    rest = engine.tick(46.0, T0 + 46.0, limit=2) + engine.tick(46.0, T0 + 46.0, limit=2)
+    assert [(t.device_id, t.new, t.at_wall) for t in rest] == [
+        ("d2", State.LATE, T0 + 40.2),
+        ("d3", State.LATE, T0 + 40.3),
+        ("d4", State.LATE, T0 + 40.4),
+    ]
+    assert not engine.due(46.0)
+    assert engine.tick(46.0, T0 + 46.0, limit=2) == []

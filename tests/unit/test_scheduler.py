@@ -176,3 +176,14 @@ def test_pop_due_returns_exactly_the_items_due(ops: list[tuple[str, str, float]]
         assert len(sched) <= 2 * len(items) + 2 * len(ops)
     due = sched.pop_due(INF)
     assert sorted(keys(due)) == sorted(model)
+
+
+def test_pop_due_with_a_limit_takes_the_earliest_and_leaves_the_rest() -> None:
+    items, sched = make()
+    for n, when in enumerate([5.0, 1.0, 4.0, 2.0, 3.0, 9.0]):
+        add(items, sched, f"k{n}", when)
+    assert [key for key, _ in sched.pop_due(6.0, limit=2)] == ["k1", "k3"]
+    assert sched.next_due() == 3.0
+    assert [key for key, _ in sched.pop_due(6.0, limit=10)] == ["k4", "k2", "k0"]
+    assert [key for key, _ in sched.pop_due(6.0, limit=10)] == []
+    assert sched.next_due() == 9.0
