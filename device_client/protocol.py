@@ -170,6 +170,10 @@ class Topics:
     def monitor_presence(self) -> str:
         return f"{self.root}/monitor/presence"
 
+    def replica_presence(self, replica: str) -> str:
+        """A cluster replica's own presence (each replica of a cluster has one)."""
+        return f"{self.root}/monitor/replicas/{validate_device_id(replica)}/presence"
+
     @property
     def alerts(self) -> str:
         return f"{self.root}/alerts"

@@ -14,8 +14,11 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
+import re
 import secrets
 import signal
+import socket
 import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
@@ -37,9 +40,12 @@ from device_client.protocol import (
 from device_client.urls import parse_broker_urls
 from monitor import gc_policy
 from monitor.alerts.shell import Alerting
+from monitor.cluster import leases as lease_store
 from monitor.cluster import partition_topics
-from monitor.cluster.keeper import LeaseKeeper
+from monitor.cluster.keeper import KeeperTiming, LeaseKeeper
+from monitor.cluster.leases import replica_identity
 from monitor.cluster.partitions import partition_of
+from monitor.cluster.single_replica import ReplicaLock, claim_single_replica
 from monitor.config_sync import TIMING_SETTINGS, ConfigSync, DefaultTiming
 from monitor.errors import ConfigError
 from monitor.forgotten_devices import ForgottenDevices
@@ -98,8 +104,31 @@ _V = TypeVar("_V")
 TICK_BATCH: Final = 1_000
 # The service's counter of transitions into each state.
 _COUNTED: Final = {state: f"transition_{state.value}" for state in State}
+
+
+def _spans(partitions: Iterable[int]) -> str:
+    """``0-3,7`` for logs: a 64-partition list is unreadable."""
+    ordered = sorted(partitions)
+    spans: list[str] = []
+    start = prev = None
+    for p in [*ordered, None]:
+        if p is not None and prev is not None and p == prev + 1:
+            prev = p
+            continue
+        if start is not None:
+            spans.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = p
+    return ",".join(spans)
+
+
 # A retained message of a forgotten device, cleared on the broker (monitor.ops.forget).
 _CLEARED = EventResult(Outcome.RETAINED_CLAIM)
+
+
+def default_replica_name() -> str:
+    """Host name and process id: unique on a host, readable in ``clawbeat cluster status``."""
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:40] or "monitor"
+    return f"{host}-{os.getpid()}"
 
 
 class Face(Protocol):
@@ -142,7 +171,31 @@ class MonitorService:
             )
         )
         # Cluster mode (docs/cluster.md): this replica's partition leases; None alone.
+        self.replica = settings.replica or default_replica_name()
         self.keeper: LeaseKeeper | None = None
+        if settings.cluster:
+            self.keeper = LeaseKeeper(
+                self.sessions,
+                owner=replica_identity(self.replica),
+                partitions=settings.partitions,
+                timing=KeeperTiming(
+                    ttl=settings.lease_ttl,
+                    renew_every=settings.lease_renew_every,
+                    margin=settings.lease_margin,
+                ),
+                before_release=self._hand_off,
+                lag=self._write_lag,
+            )
+        # Partitions held and taken over (the world caught up with the engine): acted for.
+        self._caught_up: set[int] = set()
+        self._partition_of: dict[str, int] = {}
+        self._replica_lock: ReplicaLock | None = None
+        # Alone: the monitor's presence. A cluster replica: its own, beside the others'.
+        self.presence_topic = (
+            self.topics.monitor_presence
+            if self.keeper is None
+            else self.topics.replica_presence(self.replica)
+        )
         # Cluster mode: devices per state of the whole fleet, as the database has it,
         # re-read every summary interval (the engine may hold only its own partitions).
         self._fleet_counts: dict[State, int] | None = None
@@ -152,6 +205,7 @@ class MonitorService:
             flush_interval=settings.flush_interval,
             rollup_interval=settings.rollup_interval,
             on_flush=self.metrics.on_flush,
+            fence=None if self.keeper is None else self.keeper.fence,
         )
         self.ingest: Ingest | None = None
         # Fleets in other conventions (monitor/sources); a bad file fails the start here.
@@ -163,7 +217,13 @@ class MonitorService:
         self._subscriptions: tuple[str, ...] = ()  # protocol v1's; set by run()
         self.sparkplug_host: PrimaryHost | None = None
         self.link: MqttLink | None = None
-        self.alerting = Alerting(settings, self.sessions, self.topics)  # monitor/alerts
+        self.alerting = Alerting(  # monitor/alerts
+            settings,
+            self.sessions,
+            self.topics,
+            fence=None if self.keeper is None else self.keeper.fence,
+            acts_for=None if self.keeper is None else self.acts_for,
+        )
         self.counts: Counter[str] = Counter()
         self.transition_log = TransitionLog(log)
         # When each device registered since the last flush was first seen (its first
@@ -203,7 +263,27 @@ class MonitorService:
         dashboard show, so every replica shows the same fleet.
         """
         keeper = self.keeper
-        return keeper is None or keeper.acting(partition_of(device_id, self.settings.partitions))
+        if keeper is None:
+            return True
+        partition = self.partition(device_id)
+        return partition in self._caught_up and keeper.acting(partition)
+
+    def _write_lag(self) -> float | None:
+        return self.writer.lag_seconds
+
+    def partition(self, device_id: str) -> int:
+        """``device_id``'s partition (memoised: the hash is Python, asked per event)."""
+        partition = self._partition_of.get(device_id)
+        if partition is None:
+            partition = partition_of(device_id, self.settings.partitions)
+            self._partition_of[device_id] = partition
+        return partition
+
+    def _holds(self, device_id: str) -> bool:
+        """Writes for ``device_id`` may land: its partition's lease is held (being handed
+        off included, so the flush before the release writes what was queued)."""
+        keeper = self.keeper
+        return keeper is None or self.partition(device_id) in keeper.leases
 
     def live_snapshot(self, device_id: str) -> DeviceSnapshot | None:
         """The engine's view of ``device_id`` where it is the live truth (:meth:`acts_for`)."""
@@ -234,6 +314,8 @@ class MonitorService:
 
     async def _load(self) -> LivenessEngine:
         await check_schema(self.settings.database_url)
+        if self.keeper is None and self.settings.database_url.startswith("postgresql"):
+            await self._refuse_beside_a_cluster()
         config = self.config.fresh()
         async with self.sessions() as session:
             # The version first: a change committed while loading is then seen as newer
@@ -273,6 +355,18 @@ class MonitorService:
         gc_policy.settle()
         return engine
 
+    async def _refuse_beside_a_cluster(self) -> None:
+        """A monitor alone on a database where cluster replicas run would write over
+        their partitions unfenced: it stops, in one line, instead."""
+        async with self.sessions() as session:
+            members = await lease_store.live_members(session)
+        if members:
+            raise ConfigError(
+                f"{len(members)} cluster replicas run on this database "
+                f"({', '.join(sorted(members)[:3])}): start this monitor with "
+                "CLAWBEAT_CLUSTER=true to join them (docs/cluster.md)"
+            )
+
     # ------------------------------------------------------------ ingest sink
 
     def heartbeat(
@@ -298,14 +392,15 @@ class MonitorService:
             gap = result.gap
             if gap is not None and before is not None and before[2]:
                 jitter_ms = abs(gap - before[2]) * 1000.0
-            self.writer.add_rollup(
-                device_id,
-                self._minute(wall),
-                count=1,
-                missed=result.missed,
-                latency_ms=latency_ms,
-                jitter_ms=jitter_ms,
-            )
+            if self._holds(device_id):
+                self.writer.add_rollup(
+                    device_id,
+                    self._minute(wall),
+                    count=1,
+                    missed=result.missed,
+                    latency_ms=latency_ms,
+                    jitter_ms=jitter_ms,
+                )
             if before is not None and not result.transitions:
                 self._refresh_status(device_id, before, hb, wall)
             if self.settings.risk_cycle > 0:
@@ -466,9 +561,19 @@ class MonitorService:
         put = self.writer.put_transition
         alert = self.alerting.on_transition
         events = self.events
+        keeper = self.keeper
+        if keeper is not None:
+            for tr in transitions:
+                risk(tr, mono)
+            # Hot standby: the engine judges the whole fleet; only the partitions this
+            # replica acts for are written, published and alerted (docs/cluster.md).
+            transitions = [tr for tr in transitions if self.acts_for(tr.device_id)]
+            if not transitions:
+                return
         for tr in transitions:
             device_id = tr.device_id
-            risk(tr, mono)
+            if keeper is None:
+                risk(tr, mono)
             counts[_COUNTED[tr.new]] += 1
             if tr.old is None:
                 first_seen[device_id] = tr.at_wall
@@ -505,7 +610,7 @@ class MonitorService:
         )
 
     def _publish_view(self, device_id: str, view: StatusView) -> None:
-        if self.link is None:
+        if self.link is None or not self.acts_for(device_id):
             return
         state, since, last_seen, reason, session, interval, device_class = view
         self.link.publish(
@@ -581,7 +686,8 @@ class MonitorService:
         assert self.engine is not None
         wall = time.time()
         for device_id, missed in self.engine.count_missed(time.monotonic()):
-            self.writer.add_rollup(device_id, self._minute(wall), count=0, missed=missed)
+            if self._holds(device_id):
+                self.writer.add_rollup(device_id, self._minute(wall), count=0, missed=missed)
 
     def _drain_dirty(self, *, when_taken: bool = False) -> None:
         """Hand the devices changed since the last drain to the write-behind as rows.
@@ -599,6 +705,8 @@ class MonitorService:
         # forgotten meanwhile leaves nothing behind).
         first_seen, self._first_seen = self._first_seen, {}
         for snap in self.engine.drain_dirty():
+            if not self._holds(snap.device_id):
+                continue  # its owner writes it; a takeover touches it again
             self.homeassistant.seen(snap.device_id, snap.fw, new=snap.device_id in first_seen)
             self.writer.put_device(
                 device_row(snap, snap.fw, snap.metrics, first_seen=first_seen.get(snap.device_id))
@@ -762,7 +870,7 @@ class MonitorService:
         return self._started_wall
 
     def _push_config(self, device_id: str, interval: float | None) -> None:
-        if self.link is None:
+        if self.link is None or not self.acts_for(device_id):
             return
         # An empty retained message clears the topic: the device keeps its own interval.
         payload = b"" if interval is None else encode_config(ConfigUpdate(interval))
@@ -882,9 +990,17 @@ class MonitorService:
         self._sight_changed(self.sight.connected(now, probe=self.link.probe_subscribed), now)
         if self.sight.probe_due(now):
             self._send_probe(now)
-        self.link.publish(
-            self.topics.monitor_presence,
-            monitor_presence_payload("online", since=time.time(), instance=self.instance),
+        self.link.publish(self.presence_topic, self._presence("online", since=time.time()))
+        if self._acting_partition(0):
+            self._publish_cluster_presence("online", since=time.time())
+
+    def _presence(self, state: str, *, since: float | None, reason: str | None = None) -> bytes:
+        return monitor_presence_payload(
+            state,
+            since=since,
+            instance=self.instance,
+            reason=reason,
+            replica=None if self.keeper is None else self.replica,
         )
 
     def _on_disconnected(self) -> None:
@@ -898,6 +1014,115 @@ class MonitorService:
         if self.link is not None:
             self.link.publish(topic, payload, retain=False, coalesce=False)
 
+    # ------------------------------------------------------------ cluster
+
+    async def _lease_loop(self, keeper: LeaseKeeper) -> None:
+        """Renew, rebalance and hand off (the keeper), then take over what it acquired."""
+        while True:
+            try:
+                await keeper.step()
+            except StoreError as exc:
+                # Leases lapse by valid_until on their own; the next step tries again.
+                log.warning("cluster: lease step failed (%s); held %d", exc, len(keeper.leases))
+            lost = self._caught_up - keeper.leases.keys()
+            if lost:
+                # Expired or taken while we could not renew: its new owner decides now.
+                self._caught_up -= lost
+                self.alerting.release(self._devices_in(frozenset(lost)))
+                log.warning("cluster: lost partitions %s", _spans(lost))
+            taken = frozenset(keeper.leases.keys() - self._caught_up)
+            if taken:
+                try:
+                    await self._take_over(taken)
+                except StoreError as exc:
+                    log.warning("cluster: taking over %s failed (%s); retrying", _spans(taken), exc)
+            await asyncio.sleep(keeper.timing.renew_every)
+
+    def _devices_in(self, partitions: frozenset[int]) -> list[str]:
+        engine = self.engine
+        assert engine is not None
+        return [d for d in list(engine.device_ids()) if self.partition(d) in partitions]
+
+    async def _take_over(self, partitions: frozenset[int]) -> None:
+        """Act for ``partitions`` from now: catch the world up with the engine.
+
+        The engine kept these devices' state from the same stream (hot standby); the
+        database holds what their previous owner told (everything it wrote under its
+        epoch is visible once the lease is ours, docs/cluster.md). Each device whose
+        state differs gets the transition the previous owner did not make -- a device
+        that died in the gap is reported once, here -- and every row is written again.
+        """
+        engine = self.engine
+        assert engine is not None
+        async with self.sessions() as session:
+            told = await repository.device_states(session)
+        open_alerts = await self.alerting.load_open_alerts()
+        # No await from here on: nothing changes the engine between the diff and acting.
+        known = {s.value: s for s in State}
+        devices = self._devices_in(partitions)
+        transitions: list[Transition] = []
+        changed: set[str] = set()
+        for device_id in devices:
+            stored = told.get(device_id)
+            caught = engine.catch_up(device_id, None if stored is None else known.get(stored))
+            if caught:
+                transitions += caught
+                changed.add(device_id)
+        engine.touch(devices)
+        # Drops the previous owner may have held undecided when it stopped: as far back
+        # as a lease, a storm window and a will hold reach.
+        s = self.settings
+        undecided_since = time.time() - (
+            s.lease_ttl + s.storm_window + s.will_hold + s.flush_interval + 5.0
+        )
+        self.alerting.adopt(
+            [d for d in devices if d not in changed],
+            open_alerts,
+            undecided_since=undecided_since,
+        )
+        self._caught_up |= partitions
+        self._apply(transitions)
+        if 0 in partitions:
+            self._publish_cluster_presence("online", since=time.time())
+        log.info(
+            "cluster: acting for partitions %s: %d devices, %d changed while not acted for",
+            _spans(partitions),
+            len(devices),
+            len(changed),
+        )
+
+    def _acting_partition(self, partition: int) -> bool:
+        keeper = self.keeper
+        return keeper is not None and partition in self._caught_up and keeper.acting(partition)
+
+    def _publish_cluster_presence(
+        self, state: str, *, since: float, reason: str | None = None
+    ) -> None:
+        """``monitor/presence`` in cluster mode: the cluster's, told by the replica acting
+        for partition 0 (as the fleet summary is). It carries no will: a replica's will
+        is on its own topic, and one replica's death is not the cluster's."""
+        if self.link is not None:
+            payload = self._presence(state, since=since, reason=reason)
+            self.link.publish(self.topics.monitor_presence, payload)
+
+    async def _last_replica(self) -> bool:
+        """Whether no other replica is alive (so the cluster stops with this one)."""
+        keeper = self.keeper
+        assert keeper is not None
+        try:
+            async with self.sessions() as session:
+                members = await lease_store.live_members(session)
+        except StoreError:
+            return False  # unknown: the cluster's presence is left as it is
+        return all(member == keeper.owner for member in members)
+
+    async def _hand_off(self, partitions: frozenset[int]) -> None:
+        """Before the keeper releases ``partitions``: stop acting, write what is queued."""
+        self._caught_up -= partitions
+        self._drain_dirty()
+        await self.writer.flush()
+        self.alerting.release(self._devices_in(partitions))
+
     # ------------------------------------------------------------ run
 
     def request_stop(self) -> None:
@@ -906,6 +1131,8 @@ class MonitorService:
     async def run(self, faces: Sequence[Face] = ()) -> int:
         """Run until stopped; ``faces`` (the HTTP server) are bound after the start-up load
         and served beside the service's own loops."""
+        # SQLite is single-replica: a second monitor on the file stops here, in one line.
+        self._replica_lock = claim_single_replica(self.settings.database_url)
         self.engine = await self._load()
         self.ingest = Ingest(
             self.topics,
@@ -942,16 +1169,14 @@ class MonitorService:
                 self.topics.config_filter,
             )
         # The will is fixed now, for every connection: it cannot say when it will fire.
-        will = monitor_presence_payload(
-            "offline", since=None, instance=self.instance, reason=OfflineReason.CONNECTION_LOST
-        )
+        will = self._presence("offline", since=None, reason=OfflineReason.CONNECTION_LOST)
         self.link = MqttLink(
             LinkOptions(
                 address=self.address,
                 client_id=self.settings.mqtt_client_id or self.address.username or "monitor",
                 keepalive=self.settings.mqtt_keepalive,
                 subscriptions=(*self._subscriptions, *self.sources.filters),
-                will_topic=self.topics.monitor_presence,
+                will_topic=self.presence_topic,
                 will_payload=will,
                 ca_file=str(self.settings.mqtt_ca_file) if self.settings.mqtt_ca_file else None,
                 cert_file=str(self.settings.mqtt_cert_file)
@@ -975,6 +1200,9 @@ class MonitorService:
         await self.alerting.start(
             self.engine, self.link, risk=self.risk if self.settings.risk_cycle > 0 else None
         )
+        if self.keeper is not None:
+            # The lease rows (a different CLAWBEAT_PARTITIONS is refused here, loudly).
+            await self.keeper.start()
         # Until the first connection the monitor hears nothing: start blind.
         self.engine.suspend(time.monotonic())
         self.risk.blind()
@@ -1000,6 +1228,8 @@ class MonitorService:
         ]
         if self.settings.risk_cycle > 0:
             tasks.append(asyncio.create_task(self.risk.run(), name="risk"))
+        if self.keeper is not None:
+            tasks.append(asyncio.create_task(self._lease_loop(self.keeper), name="leases"))
         tasks += [asyncio.create_task(face.serve(), name=face.name) for face in faces]
         if self.sparkplug_host is not None:
             tasks.append(asyncio.create_task(self.sparkplug_host.run(), name="sparkplug-host"))
@@ -1021,17 +1251,31 @@ class MonitorService:
         for task in tasks:
             if task.get_name() not in ("writer", "mqtt"):
                 task.cancel()
+        leases = [t for t in tasks if t.get_name() == "leases"]
+        await asyncio.gather(*leases, return_exceptions=True)  # no step under way now
         self._drain_dirty()
         await self.alerting.close()  # held alerts decided and written, sends finished
+        if self._acting_partition(0) and await self._last_replica():
+            self._publish_cluster_presence(
+                "offline", since=time.time(), reason=OfflineReason.SHUTDOWN
+            )
         await self.link.flush(within=3)
+        if self.keeper is not None:
+            # Flush under the leases, release them and leave: survivors take over at
+            # their next step instead of waiting for expiry.
+            try:
+                await self.keeper.stop()
+                log.info("cluster: leases released")
+            except StoreError as exc:
+                log.warning("cluster: leases not released (%s); they expire", exc)
         await self.writer.close()
-        offline = monitor_presence_payload(
-            "offline", since=time.time(), instance=self.instance, reason=OfflineReason.SHUTDOWN
-        )
-        await self.link.stop(Outgoing(self.topics.monitor_presence, offline, retain=True))
+        offline = self._presence("offline", since=time.time(), reason=OfflineReason.SHUTDOWN)
+        await self.link.stop(Outgoing(self.presence_topic, offline, retain=True))
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.db.dispose()
+        if self._replica_lock is not None:
+            self._replica_lock.release()
         self.transition_log.flush(time.monotonic(), force=True)
         log.info("stopped")

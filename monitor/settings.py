@@ -68,9 +68,12 @@ class MonitorSettings(BaseSettings):
         le=MAX_PARTITIONS,
         description="cluster partitions of the fleet; fixed per deployment (docs/cluster.md)",
     )
-    # Cluster mode (docs/cluster.md): on PostgreSQL replicas share the fleet by leases.
-    cluster: bool | None = Field(
-        None, description="share the fleet with other replicas by leases; default: on PostgreSQL"
+    # Cluster mode (docs/cluster.md): replicas on PostgreSQL share the fleet by leases.
+    # Opt-in: a cluster fences every write by a lease, so a replica cut off from the
+    # database past its lease goes quiet, while a monitor alone keeps judging and
+    # publishing from memory through a database outage and writes it all afterwards.
+    cluster: bool = Field(
+        False, description="a replica sharing the fleet with others by leases (PostgreSQL)"
     )
     replica: str | None = Field(
         None,
@@ -203,11 +206,6 @@ class MonitorSettings(BaseSettings):
         if self.cluster and not self.database_url.startswith("postgresql"):
             raise ValueError("cluster mode needs PostgreSQL: SQLite is single-replica")
         return self
-
-    @property
-    def cluster_mode(self) -> bool:
-        """Whether this replica holds partition leases (never on SQLite)."""
-        return self.database_url.startswith("postgresql") if self.cluster is None else self.cluster
 
     @field_validator("homeassistant_prefix")
     @classmethod

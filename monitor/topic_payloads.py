@@ -49,7 +49,12 @@ def summary_payload(counts: Mapping[str, int], *, at: float) -> bytes:
 
 
 def monitor_presence_payload(
-    state: str, *, since: float | None, instance: str, reason: str | None = None
+    state: str,
+    *,
+    since: float | None,
+    instance: str,
+    reason: str | None = None,
+    replica: str | None = None,
 ) -> bytes:
     """The monitor's own presence: ``since`` is when it came online or went offline.
 
@@ -57,6 +62,8 @@ def monitor_presence_payload(
     a moment the monitor cannot know when it sets the will (at connect time).
     """
     body: dict[str, Any] = {"state": state, "since": iso(since), "instance": instance}
+    if replica is not None:
+        body["replica"] = replica
     if reason is not None:
         body["reason"] = reason
     return _dump(body)

@@ -62,6 +62,7 @@ from monitor.alerts.messages import (
 from monitor.alerts.models import Alert
 from monitor.alerts.repository import NewDelivery
 from monitor.alerts.routing import Route
+from monitor.cluster.fencing import Fence, require_partition
 from monitor.timefmt import from_datetime
 
 MAX_STORED_MEMBERS: Final = 100_000
@@ -79,6 +80,7 @@ class AlertStats:
     events_dropped: int = 0
     intents_dropped: int = 0
     followups: int = 0
+    fenced: int = 0  # decisions for a partition this replica no longer held
 
 
 class AlertActions:
@@ -93,8 +95,12 @@ class AlertActions:
         flap_window: float,
         stats: AlertStats,
         logger: logging.Logger,
+        fence: Callable[[], Fence] | None = None,
     ) -> None:
         self._sessions = sessions
+        # Cluster mode: a device's alert is opened or closed only by the replica holding
+        # its partition, checked in the transaction that writes it (docs/cluster.md).
+        self._fence = fence
         self._route = route
         self._route_risk = route_risk
         self._context = context
@@ -102,6 +108,10 @@ class AlertActions:
         self._flap_window = flap_window
         self.stats = stats
         self._log = logger
+
+    async def _require_partition(self, session: AsyncSession, device_id: str) -> None:
+        if self._fence is not None:
+            await require_partition(session, fence=self._fence(), device_id=device_id)
 
     async def execute(self, intent: Intent) -> None:
         if isinstance(intent, OpenAlert):
@@ -130,6 +140,7 @@ class AlertActions:
         now = datetime.now(UTC)
         event = intent.event
         async with self._sessions() as session:
+            await self._require_partition(session, device.device_id)
             alert_id = await repository.insert_alert(
                 session,
                 values={
@@ -190,6 +201,7 @@ class AlertActions:
         device = intent.device
         now = datetime.now(UTC)
         async with self._sessions() as session:
+            await self._require_partition(session, device.device_id)
             alert = await repository.find_open(session, open_key=f"device:{device.device_id}")
             if alert is None or (intent.event is Event.WORSE and alert.state == device.state):
                 return
@@ -256,6 +268,7 @@ class AlertActions:
         device = intent.device
         now = datetime.now(UTC)
         async with self._sessions() as session:
+            await self._require_partition(session, device.device_id)
             alert = await repository.find_open(session, open_key=f"device:{device.device_id}")
             if alert is None:
                 return
@@ -311,6 +324,7 @@ class AlertActions:
         now = datetime.now(UTC)
         event = Event.AT_RISK
         async with self._sessions() as session:
+            await self._require_partition(session, device.device_id)
             alert_id = await repository.insert_alert(
                 session,
                 values={
@@ -370,6 +384,7 @@ class AlertActions:
         device = intent.device
         now = datetime.now(UTC)
         async with self._sessions() as session:
+            await self._require_partition(session, device.device_id)
             alert = await repository.find_open(session, open_key=f"at-risk:{device.device_id}")
             if alert is None:
                 return

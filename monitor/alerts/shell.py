@@ -33,7 +33,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Final, Protocol
 
@@ -60,6 +60,8 @@ from monitor.alerts.outbox import Outbox
 from monitor.alerts.retry import RetryPolicy
 from monitor.alerts.routing import AT_RISK, Route, Rule, min_risk, route, route_at_risk
 from monitor.alerts.schedule import Quiet
+from monitor.cluster.errors import LeaseLost
+from monitor.cluster.fencing import Fence
 from monitor.liveness.engine import LivenessEngine
 from monitor.liveness.states import State, Transition
 from monitor.ops import config_version
@@ -141,8 +143,12 @@ class Alerting:
         *,
         notifier: Notifier | None = None,
         logger: logging.Logger | None = None,
+        fence: Callable[[], Fence] | None = None,
+        acts_for: Callable[[str], bool] | None = None,
     ) -> None:
         self.settings = settings
+        # Cluster mode: the devices this replica decides for (its partitions') now.
+        self._acts_for = acts_for
         self._sessions = sessions
         self._topic = topics.alerts
         self._log = logger or logging.getLogger("clawbeat.alerts")
@@ -167,6 +173,7 @@ class Alerting:
             flap_window=settings.flap_window,
             stats=self.stats,
             logger=self._log,
+            fence=fence,
         )
         self._engine: LivenessEngine | None = None
         self._link: EventLink | None = None
@@ -284,6 +291,67 @@ class Alerting:
             return
         self._queue(intents)
 
+    async def load_open_alerts(self) -> list[Alert]:
+        """Open alerts as stored, for :meth:`adopt`."""
+        async with self._sessions() as session:
+            return list(await repository.load_open_alerts(session))
+
+    def adopt(
+        self, device_ids: Collection[str], open_alerts: Iterable[Alert], *, undecided_since: float
+    ) -> None:
+        """Cluster mode: this replica now decides for ``device_ids`` (a partition taken
+        over).
+
+        Their open alerts (``open_alerts``, as :meth:`load_open_alerts` read them),
+        opened by the replica that held the partition, become this core's, so a recovery
+        resolves them and nothing is opened twice. Devices down since
+        ``undecided_since`` (UTC seconds) without an open alert are judged again: the
+        previous owner may have stopped while it held the drop (the storm window).
+        """
+        if not device_ids or not self._started:
+            return
+        wanted = set(device_ids)
+        now, wall = time.monotonic(), time.time()
+        in_outage: set[str] = set()  # told as part of an incident: not judged again
+        for alert in open_alerts:
+            device_id = alert.device_id
+            if alert.kind == "outage":
+                in_outage.update(str(d) for d in (alert.details or {}).get("devices", []))
+                continue
+            if device_id is None or device_id not in wanted:
+                continue
+            if not self.core.has_open_alert(device_id):
+                self._restore(alert, now)
+        engine = self._engine
+        assert engine is not None
+        for device_id in wanted:
+            snap = engine.snapshot(device_id)
+            if (
+                snap is None
+                or snap.state not in _DOWN_STATES
+                or snap.reason is None
+                or snap.since_wall < undecided_since
+                or self.core.has_open_alert(device_id)
+                or device_id in in_outage
+            ):
+                continue
+            old = State.UNKNOWN if snap.last_seen_wall is None else State.ONLINE
+            tr = Transition(device_id, old, snap.state, snap.reason, snap.since_wall, snap.session)
+            self._queue(
+                self.core.transition(
+                    tr,
+                    context=self._context(device_id),
+                    key=f"{device_id}:reconciled:{snap.since_wall:.3f}",
+                    now=now,
+                    wall=wall,
+                )
+            )
+
+    def release(self, device_ids: Iterable[str]) -> None:
+        """Cluster mode: another replica decides for ``device_ids`` now."""
+        for device_id in device_ids:
+            self.core.forget(device_id)
+
     def forget_device(self, device_id: str) -> None:
         """Ops deleted the device (``monitor.ops.forget``): drop what the core holds."""
         self.core.forget(device_id)
@@ -367,7 +435,11 @@ class Alerting:
         entries: list[RiskEntry] = []
         judged: set[str] = set()
 
+        acts_for = self._acts_for
+
         def entry(dev: str, level: str, reasons: tuple[str, ...]) -> RiskEntry | None:
+            if acts_for is not None and not acts_for(dev):
+                return None  # another replica's partition: it alerts for the device
             snap = engine.snapshot(dev)
             if snap is None:
                 return None
@@ -608,6 +680,10 @@ class Alerting:
                     self._db_ok = False
                     self._log.warning("alerting: database unavailable (%s); retrying", exc)
                 return False
+            except LeaseLost as exc:
+                # The partition moved on: its new owner decides for the device now.
+                self.stats.fenced += 1
+                self._log.info("alerting: decision %s not ours: %s", type(intent).__name__, exc)
             except StoreError as exc:
                 self._log.error("alerting: decision %s dropped: %s", type(intent).__name__, exc)
             if not self._db_ok:

@@ -146,7 +146,13 @@ from monitor.liveness.policy import (
 from monitor.liveness.records import DeviceRecord, HeldWill
 from monitor.liveness.scheduler import DeadlineScheduler
 from monitor.liveness.snapshot import DeviceSnapshot
-from monitor.liveness.states import Reason, State, Transition, check_transition
+from monitor.liveness.states import (
+    ALLOWED_TRANSITIONS,
+    Reason,
+    State,
+    Transition,
+    check_transition,
+)
 
 INF: Final = math.inf
 
@@ -644,6 +650,10 @@ class LivenessEngine:
             dev.device_class,
         )
 
+    def device_ids(self) -> Iterator[str]:
+        """Every tracked device's id; do not feed events while iterating."""
+        return iter(self._devices)
+
     def snapshots(self) -> Iterator[DeviceSnapshot]:
         """Every device; do not feed events while iterating."""
         for dev in self._devices.values():
@@ -672,6 +682,44 @@ class LivenessEngine:
             drained.append(self._snapshot(dev))
             dev.reported = None  # handed over: a million devices do not keep their metrics
         return drained
+
+    def catch_up(self, device_id: str, told: State | None) -> list[Transition]:
+        """What brings ``told`` -- the state the world was last told -- to the device's
+        state: nothing when they agree or the device is unknown.
+
+        For a replica taking over a partition (docs/cluster.md): it kept the device's
+        state from the same stream while another replica acted for it, and the database
+        says what that replica told before it stopped. A device that died in the gap is
+        reported once, by the one that takes over. Stamped with when the engine's state
+        began (the evidence's time, not the takeover's). A device the world never heard
+        of first appears as first seen. The device's record is unchanged.
+        """
+        dev = self._devices.get(device_id)
+        if dev is None or dev.state is told:
+            return []
+        new, reason = dev.state, dev.reason or Reason.FIRST_SEEN
+        out: list[Transition] = []
+        if told is None and reason is not Reason.FIRST_SEEN:
+            # A record starts first seen; what followed it is a second step.
+            first = _UNKNOWN if new is _UNKNOWN else _ONLINE
+            out.append(
+                Transition(device_id, None, first, Reason.FIRST_SEEN, dev.since_wall, dev.session)
+            )
+            told = first
+            if told is new:
+                return out
+        if reason not in ALLOWED_TRANSITIONS.get((told, new), ()):
+            # No legal change leads there (told lost, now late): the row and status are
+            # rewritten with the state, without a transition that could not happen.
+            return out
+        out.append(Transition(device_id, told, new, reason, dev.since_wall, dev.session))
+        return out
+
+    def touch(self, device_ids: Iterable[str]) -> None:
+        """Mark devices dirty: their persisted fields go to the next :meth:`drain_dirty`
+        (a replica taking over a partition writes the rows its owner may not have)."""
+        devices = self._devices
+        self._dirty.update(d for d in device_ids if d in devices)
 
     def heap_size(self) -> int:
         """Scheduler entries held (live and garbage): for memory metrics."""

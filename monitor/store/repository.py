@@ -390,6 +390,13 @@ async def list_devices(
     return list((await session.scalars(stmt)).all())
 
 
+@translates_errors("read device states")
+async def device_states(session: AsyncSession) -> dict[str, str]:
+    """Each device's stored state (what its status topic was last told), by id."""
+    rows = await session.execute(select(_devices.c.id, _devices.c.state))
+    return {str(row.id): str(row.state) for row in rows}
+
+
 @translates_errors("count devices")
 async def count_devices_by_state(session: AsyncSession) -> dict[str, int]:
     rows = await session.execute(select(_devices.c.state, func.count()).group_by(_devices.c.state))

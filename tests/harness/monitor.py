@@ -6,6 +6,7 @@ do: retained status topics on the broker and rows in the database.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -28,6 +29,7 @@ from tests.harness.postgres import run_coroutine
 from tests.mqtt_helpers import MqttProbe, Received
 
 _T = TypeVar("_T")
+_REPLICAS = itertools.count(1)
 
 
 class BrokerLogins(Protocol):
@@ -68,6 +70,9 @@ class MonitorProcess:
         }
         for key, value in settings.items():
             self.env[f"CLAWBEAT_{key.upper()}"] = str(value)
+        # The replica name in cluster mode, unless the test names one.
+        self.replica = str(settings.get("replica", f"replica-{next(_REPLICAS)}"))
+        self.env["CLAWBEAT_REPLICA"] = self.replica
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -79,7 +84,7 @@ class MonitorProcess:
             capture_output=True,
         )
 
-    def start(self, timeout: float = 20.0, *, probe: MqttProbe | None = None) -> None:
+    def start(self, timeout: float = 60.0, *, probe: MqttProbe | None = None) -> None:
         """Start the monitor and wait for its retained presence ``online``.
 
         ``probe``: an ops client already subscribed to ``monitor/presence`` (a
@@ -92,7 +97,13 @@ class MonitorProcess:
             probe = MqttProbe(self.broker.url(self.broker.ops_user), client_id=self.broker.ops_user)
             probe.connect()
             probe.subscribe(f"{self.broker_root}/monitor/presence")
-        topic = f"{self.broker_root}/monitor/presence"
+            probe.subscribe(f"{self.broker_root}/monitor/replicas/+/presence")
+        # A cluster replica's own presence; alone, the monitor's.
+        topics = {
+            f"{self.broker_root}/monitor/replicas/{self.replica}/presence"
+            if self.env.get("CLAWBEAT_CLUSTER", "").lower() in ("1", "true")
+            else f"{self.broker_root}/monitor/presence"
+        }
         started = time.monotonic()
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "monitor.cli", "monitor"],
@@ -103,7 +114,7 @@ class MonitorProcess:
         try:
             probe.wait_for(
                 lambda m: (
-                    m.topic == topic
+                    m.topic in topics
                     and m.at >= started
                     and json.loads(m.payload)["state"] == "online"
                 ),
@@ -309,7 +320,11 @@ class StatusWatch(MqttProbe):
     def __init__(self, broker: BrokerLogins, root: str = "clawbeat/v1") -> None:
         super().__init__(broker.url(broker.ops_user), client_id=broker.ops_user, keepalive=5)
         self.root = root
-        self.topics = (f"{root}/status/#", f"{root}/monitor/presence")
+        self.topics = (
+            f"{root}/status/#",
+            f"{root}/monitor/presence",
+            f"{root}/monitor/replicas/+/presence",
+        )
         self.connect()
         for topic in self.topics:
             self.subscribe(topic)

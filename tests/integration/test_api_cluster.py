@@ -83,7 +83,7 @@ async def test_cluster_view_and_the_whole_fleet_from_a_replica_owning_part_of_it
     url = pg_server.create_database(name, template=template)
     try:
         async with (
-            running_monitor(broker, url, partitions=PARTITIONS) as api,
+            running_monitor(broker, url, partitions=PARTITIONS, cluster=True) as api,
             open_store(url) as other_sessions,
         ):
             await check_cluster(api, broker, other_sessions)
@@ -97,13 +97,8 @@ async def check_cluster(
     other_sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     service = api.service
-    mine = LeaseKeeper(
-        service.sessions,
-        owner=replica_identity("mon-a"),
-        partitions=PARTITIONS,
-        timing=TIMING,
-        lag=lambda: service.writer.lag_seconds,
-    )
+    mine = service.keeper  # on PostgreSQL the monitor is a cluster replica
+    assert mine is not None
     theirs = LeaseKeeper(
         other_sessions,
         owner=replica_identity("mon-b"),
@@ -111,8 +106,7 @@ async def check_cluster(
         timing=TIMING,
         lag=lambda: 0.5,
     )
-    service.keeper = mine
-    async with keepers(mine, theirs):
+    async with keepers(theirs):
         await wait_for(
             lambda: len(mine.leases) == len(theirs.leases) == PARTITIONS // 2,
             timeout=20,
@@ -154,10 +148,10 @@ async def check_cluster(
                         row = await repository.get_device(session, device_id=device_id)
                         return row is not None
 
-                # Unwired to fencing here, this monitor's writer stores what it heard of
-                # every device; once that is in, the owner's verdict is written over it.
-                await wait_for(lambda: stored(heard), what="the heard device stored")
+                # This replica writes its own partitions' devices only; the other's
+                # owner writes its verdict on the one both heard.
                 await wait_for(lambda: stored(near), what="this replica's own device stored")
+                assert not await stored(heard)
                 now = datetime.now(UTC)
                 async with other_sessions.begin() as session:
                     await repository.upsert_devices(
@@ -219,4 +213,3 @@ async def check_cluster(
             finally:
                 device.close()
                 local.close()
-    service.keeper = None

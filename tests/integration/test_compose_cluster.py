@@ -136,7 +136,7 @@ def test_every_monitor_variable_is_a_setting_that_validates(
                 monkeypatch.setenv(key, value)
         monkeypatch.setenv("CLAWBEAT_DATABASE_URL", SECRET_DATABASE_URL)
         settings = MonitorSettings()
-        assert settings.cluster_mode, f"{name} would not join the cluster"
+        assert settings.cluster, f"{name} would not join the cluster (CLAWBEAT_CLUSTER=true)"
         assert settings.partition_topics, f"{name} would subscribe to the whole fleet"
         replicas.add(settings.replica)
         # NATS does not bind client ids to users: each replica names its own.

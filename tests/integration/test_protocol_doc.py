@@ -72,7 +72,14 @@ def test_json_examples_are_valid(body: str) -> None:
         protocol.validate_device_id(obj["device"])
     elif "instance" in obj:
         kind = (obj["state"], obj.get("reason"))
-        assert set(obj) == set(json.loads(_MONITOR_PRESENCE[kind]))
+        expected = set(json.loads(_MONITOR_PRESENCE[kind]))
+        if "replica" in obj:  # a cluster replica's presence
+            expected |= set(
+                json.loads(
+                    monitor_presence_payload(obj["state"], since=0.0, instance="m", replica="r")
+                )
+            )
+        assert set(obj) == expected
         assert (obj["since"] is None) == (kind == ("offline", "connection-lost"))
     elif "counts" in obj:
         assert set(obj) == set(json.loads(summary_payload({"online": 1}, at=0.0)))

@@ -1,0 +1,71 @@
+"""catch_up: what a replica taking over a partition tells that its previous owner did not."""
+
+from __future__ import annotations
+
+from device_client.protocol import Heartbeat, OfflineReason, Presence, PresenceState
+from monitor.liveness import LivenessEngine, Reason, State
+from monitor.liveness.states import Transition
+
+T0 = 1_700_000_000.0
+
+
+def beat(engine: LivenessEngine, device: str, now: float, seq: int = 1) -> None:
+    engine.heartbeat(device, Heartbeat(seq=seq, session="s1", interval=30.0), now, T0 + now)
+
+
+def test_nothing_when_the_world_was_told_what_the_engine_holds() -> None:
+    engine = LivenessEngine()
+    beat(engine, "a", 0.0)
+    assert engine.catch_up("a", State.ONLINE) == []
+    assert engine.catch_up("unknown-here", State.ONLINE) == []
+
+
+def test_a_device_that_died_while_another_replica_acted_is_reported_as_of_its_will() -> None:
+    engine = LivenessEngine(will_hold=0.0)
+    beat(engine, "a", 0.0)
+    engine.presence(
+        "a",
+        Presence(PresenceState.OFFLINE, session="s1", reason=OfflineReason.CONNECTION_LOST),
+        5.0,
+        T0 + 5.0,
+    )
+    engine.tick(5.5, T0 + 5.5)
+    assert engine.snapshot("a") is not None
+    [caught] = engine.catch_up("a", State.ONLINE)
+    assert caught == Transition(
+        "a", State.ONLINE, State.OFFLINE, Reason.CONNECTION_LOST, T0 + 5.0, "s1"
+    )
+    # The record is unchanged: asking again gives the same answer, nothing was moved.
+    assert engine.catch_up("a", State.ONLINE) == [caught]
+    assert engine.snapshot("a").state is State.OFFLINE  # type: ignore[union-attr]
+
+
+def test_a_device_the_world_never_heard_of_first_appears_then_changes() -> None:
+    engine = LivenessEngine()
+    beat(engine, "a", 0.0)
+    [first] = engine.catch_up("a", None)
+    assert (first.old, first.new, first.reason) == (None, State.ONLINE, Reason.FIRST_SEEN)
+    engine.tick(45.0, T0 + 45.0)  # late
+    steps = engine.catch_up("b-none", None) + engine.catch_up("a", None)
+    assert [(t.old, t.new, t.reason) for t in steps] == [
+        (None, State.ONLINE, Reason.FIRST_SEEN),
+        (State.ONLINE, State.LATE, Reason.MISSED_HEARTBEATS),
+    ]
+
+
+def test_a_state_no_legal_change_leads_to_gives_no_transition() -> None:
+    engine = LivenessEngine()
+    beat(engine, "a", 0.0)
+    engine.tick(45.0, T0 + 45.0)  # late
+    # Told lost, now late: no change in the table goes there; the row is rewritten
+    # (touch) rather than a transition that could not happen.
+    assert engine.catch_up("a", State.LOST) == []
+
+
+def test_touch_makes_devices_dirty_for_the_next_drain() -> None:
+    engine = LivenessEngine()
+    beat(engine, "a", 0.0)
+    beat(engine, "b", 0.0)
+    engine.drain_dirty()
+    engine.touch(["a", "not-tracked"])
+    assert [s.device_id for s in engine.drain_dirty()] == ["a"]
