@@ -252,7 +252,12 @@ class MonitorCluster:
         self.log_dir = log_dir
         self.partitions = partitions
         self.timing = timing
-        self.settings = {"partitions": partitions, **timing.settings(), **settings}
+        self.settings = {
+            "cluster": "true",
+            "partitions": partitions,
+            **timing.settings(),
+            **settings,
+        }
         self.replicas: dict[str, Replica] = {}
 
     def add(self, name: str) -> Replica:
