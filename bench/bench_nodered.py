@@ -562,6 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     for devices in sizes:
         size = measure(devices, heartbeats, runs, node, red)
         size["date"] = report["date"]
+        size["commit"] = _commit()
         size["summary"] = summarize(size)
         report["sizes"].append(size)
     if not args.no_doc:
@@ -587,6 +588,22 @@ def keep_earlier_sizes(report: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps({k: v for k, v in report.items() if k != "machine"}))
 
 
+def _commit() -> str:
+    """The commit measured, so a figure can be tied to the code it judged."""
+    import subprocess  # noqa: PLC0415
+
+    with contextlib.suppress(OSError):
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return out.stdout.strip() or "?"
+    return "?"
+
+
 def _node_version(node: str) -> str:
     import subprocess  # noqa: PLC0415
 
@@ -607,7 +624,8 @@ def render(report: dict[str, Any], machine: dict[str, Any]) -> str:
     for size in report["sizes"]:
         s = size["summary"]
         rows.append(
-            f"| {size['devices']:,} | {size.get('date', report['date'])} | {len(size['runs'])} "
+            f"| {size['devices']:,} | {size.get('date', report['date'])}, "
+            f"{size.get('commit', '?')} | {len(size['runs'])} "
             f"| {_range(s['nodered_us'])} "
             f"| {_range(s['monitor_us'])} | {_range(s['postgresql_us'])} "
             f"| **{_range(s['ratio'])}** | {_range(s['load_average'])} |"
@@ -641,7 +659,7 @@ the `clawbeat monitor` process plus PostgreSQL (postmaster and every backend of 
 throwaway cluster). Ratio = Node-RED µs / (monitor + PostgreSQL) µs, within one run;
 ranges over the runs. The target is a ratio of at least 1.5 at 10,000 devices.
 
-| devices | measured | runs | Node-RED µs | monitor µs | PostgreSQL µs | ratio | load average |
+| devices | measured, commit | runs | Node-RED µs | monitor µs | PostgreSQL µs | ratio | load avg. |
 |---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
@@ -651,7 +669,7 @@ Earlier figures (issue 11, on this kind of machine): Node-RED 36{EN_DASH}41 µs 
 1,000 devices and 36{EN_DASH}40 µs at 10,000; the monitor 37{EN_DASH}40 µs (+ 1 µs PostgreSQL)
 and 46{EN_DASH}55 µs (+ 4 µs).
 
-The machine was shared with other work while this ran (the load average column, on
+The machine was shared with other work while this ran (the load avg. column, on
 {machine["nproc"]} CPUs): absolute figures move with it, so compare ratios from the same
 run. Per run, CPU seconds / seconds from SIGCONT until consumed (in parentheses the
 broker's CPU seconds meanwhile, charged to nobody: it paces the drain):

@@ -72,8 +72,8 @@ def test_a_run_of_one_size_keeps_the_other_from_the_last_report(tmp_path: Path) 
     keep_earlier_sizes(second, saved)
     assert [(s["devices"], s["date"]) for s in second["sizes"]] == [(1_000, "d1"), (10_000, "d2")]
     table = render(second, MACHINE)
-    assert "| 1,000 | d1 | 1 |" in table
-    assert "| 10,000 | d2 | 1 |" in table
+    assert "| 1,000 | d1, ? | 1 |" in table
+    assert "| 10,000 | d2, ? | 1 |" in table
     assert [s["date"] for s in json.loads(saved.read_text())["sizes"]] == ["d1", "d2"]
 
 
