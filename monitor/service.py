@@ -123,6 +123,7 @@ def _spans(partitions: Iterable[int]) -> str:
 
 # A retained message of a forgotten device, cleared on the broker (monitor.ops.forget).
 _CLEARED = EventResult(Outcome.RETAINED_CLAIM)
+_NOT_HELD = EventResult(Outcome.NOT_HELD)
 
 
 def default_replica_name() -> str:
@@ -190,6 +191,10 @@ class MonitorService:
         self._caught_up: set[int] = set()
         self._partition_of: dict[str, int] = {}
         self._replica_lock: ReplicaLock | None = None
+        # A cluster replica on a broker that routes by partition (NATS): it subscribes
+        # to, and keeps in its engine, only the partitions it holds (no hot standby).
+        self._routed = self.keeper is not None and settings.partition_topics
+        self._subscription_change = False  # partitions let go: unsubscribe at the next step
         # Alone: the monitor's presence. A cluster replica: its own, beside the others'.
         self.presence_topic = (
             self.topics.monitor_presence
@@ -340,9 +345,12 @@ class MonitorService:
             # otherwise trigger full passes over all of them, again and again.
             gc.disable()
             try:
-                async for rows in stream_devices(session):
-                    engine.load_persisted(rows, now, wall)
-                    config.remember_persisted(rows, by_class)
+                # A replica on a broker routing by partition hears only the partitions
+                # it holds: it loads each when it takes it over (_take_over), not now.
+                if not self._routed:
+                    async for rows in stream_devices(session):
+                        engine.load_persisted(rows, now, wall)
+                        config.remember_persisted(rows, by_class)
             finally:
                 gc.enable()
         # Only a complete load becomes the service's state.
@@ -373,6 +381,8 @@ class MonitorService:
         self, device_id: str, hb: Heartbeat, *, retained: bool, now: float, wall: float
     ) -> EventResult:
         assert self.engine is not None
+        if self._routed and self.partition(device_id) not in self._caught_up:
+            return _NOT_HELD
         if device_id in self.forgotten and self._forgotten_message(
             device_id, self.topics.heartbeat(device_id), retained=retained
         ):
@@ -473,6 +483,8 @@ class MonitorService:
         self, device_id: str, presence: Presence, *, retained: bool, now: float, wall: float
     ) -> EventResult:
         assert self.engine is not None
+        if self._routed and self.partition(device_id) not in self._caught_up:
+            return _NOT_HELD
         if device_id in self.forgotten and self._forgotten_message(
             device_id, self.topics.presence(device_id), retained=retained
         ):
@@ -1028,8 +1040,10 @@ class MonitorService:
             if lost:
                 # Expired or taken while we could not renew: its new owner decides now.
                 self._caught_up -= lost
-                self.alerting.release(self._devices_in(frozenset(lost)))
+                self._let_go(frozenset(lost))
                 log.warning("cluster: lost partitions %s", _spans(lost))
+            if self._subscription_change:
+                await self._subscribe_held()
             taken = frozenset(keeper.leases.keys() - self._caught_up)
             if taken:
                 try:
@@ -1054,6 +1068,8 @@ class MonitorService:
         """
         engine = self.engine
         assert engine is not None
+        if self._routed:
+            await self._load_partitions(partitions)
         async with self.sessions() as session:
             told = await repository.device_states(session)
         open_alerts = await self.alerting.load_open_alerts()
@@ -1082,6 +1098,8 @@ class MonitorService:
         )
         self._caught_up |= partitions
         self._apply(transitions)
+        if self._routed:
+            await self._subscribe_held()
         if 0 in partitions:
             self._publish_cluster_presence("online", since=time.time())
         log.info(
@@ -1118,10 +1136,57 @@ class MonitorService:
 
     async def _hand_off(self, partitions: frozenset[int]) -> None:
         """Before the keeper releases ``partitions``: stop acting, write what is queued."""
+        log.info("cluster: handing partitions %s over", _spans(partitions))
         self._caught_up -= partitions
         self._drain_dirty()
         await self.writer.flush()
-        self.alerting.release(self._devices_in(partitions))
+        self._let_go(partitions)
+
+    def _let_go(self, partitions: frozenset[int]) -> None:
+        """Another replica decides for ``partitions`` now (released or lost)."""
+        devices = self._devices_in(partitions)
+        self.alerting.release(devices)
+        if self._routed:
+            # Not heard from now on: a record kept would only go stale here, silently.
+            engine = self.engine
+            assert engine is not None
+            for device_id in devices:
+                engine.forget(device_id)
+            self._subscription_change = True
+
+    async def _load_partitions(self, partitions: frozenset[int]) -> None:
+        """Load a taken partition's devices (routed: the engine had not heard them), and
+        give them interval + grace to be heard before any deadline judges them."""
+        engine = self.engine
+        assert engine is not None
+        for device_id in self._devices_in(partitions):
+            engine.forget(device_id)  # left from an earlier hold: the database is newer
+        now, wall = time.monotonic(), time.time()
+        loaded: list[str] = []
+        async with self.sessions() as session:
+            classes = await repository.list_classes(session)
+            by_class = {c.name: c.interval for c in classes}
+            async for rows in stream_devices(session):
+                mine = [row for row in rows if self.partition(row[0]) in partitions]
+                engine.load_persisted(mine, now, wall)
+                self.config.remember_persisted(mine, by_class)
+                loaded += (row[0] for row in mine)
+        engine.listen_first(loaded, now)
+
+    async def _subscribe_held(self) -> None:
+        """Heartbeat and presence filters of the partitions taken over (routed mode)."""
+        self._subscription_change = False
+        link, sources = self.link, self.sources
+        if link is None or sources is None:
+            return
+        count = self.settings.partitions
+        held = self._caught_up
+        self._subscriptions = (
+            *(partition_topics.filters(self.topics, held, of=count) if held else ()),
+            self.topics.config_filter,
+        )
+        await link.set_subscriptions((*self._subscriptions, *sources.filters))
+        log.debug("cluster: subscribed to partitions %s", _spans(held) or "none")
 
     # ------------------------------------------------------------ run
 
@@ -1162,10 +1227,12 @@ class MonitorService:
         )
         if self.settings.partition_topics:
             # The broker routes heartbeat and presence by partition; alone, this replica
-            # acts for them all (config topics are not remapped).
+            # acts for them all (config topics are not remapped). A cluster replica
+            # subscribes to each partition as it takes it over (_subscribe_held).
             count = self.settings.partitions
+            held = () if self._routed else range(count)
             self._subscriptions = (
-                *partition_topics.filters(self.topics, range(count), of=count),
+                *(partition_topics.filters(self.topics, held, of=count) if held else ()),
                 self.topics.config_filter,
             )
         # The will is fixed now, for every connection: it cannot say when it will fire.

@@ -715,6 +715,22 @@ class LivenessEngine:
         out.append(Transition(device_id, told, new, reason, dev.since_wall, dev.session))
         return out
 
+    def listen_first(self, device_ids: Iterable[str], now: float) -> None:
+        """No deadline of these devices before ``now`` + interval + grace (R14 for some
+        devices only): a replica that takes a partition over without having heard it
+        (a broker routing by partition) first gives its devices time to be heard, as
+        warm-up does at start. Stale, offline, lost and maintenance keep their clocks.
+        """
+        devices = self._devices
+        for device_id in device_ids:
+            dev = devices.get(device_id)
+            if dev is None or dev.anchor >= now:
+                continue
+            state = dev.state
+            if state is _ONLINE or state is _UNKNOWN or state is _LATE:
+                dev.anchor = now
+                self._rearm(dev)
+
     def touch(self, device_ids: Iterable[str]) -> None:
         """Mark devices dirty: their persisted fields go to the next :meth:`drain_dirty`
         (a replica taking over a partition writes the rows its owner may not have)."""

@@ -24,6 +24,9 @@ class Outcome(StrEnum):
     """A will for the current session, held until a new session or the hold ends."""
     IGNORED_IN_MAINTENANCE = "ignored-in-maintenance"
     """Would have changed state, but the device is in maintenance."""
+    NOT_HELD = "not-held"
+    """A cluster replica's message for a partition it does not hold (still in flight as
+    it let the partition go, on a broker routing by partition): nothing changes."""
 
 
 # (session, last_seen_wall, effective interval) of a device.

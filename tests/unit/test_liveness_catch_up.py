@@ -69,3 +69,16 @@ def test_touch_makes_devices_dirty_for_the_next_drain() -> None:
     engine.drain_dirty()
     engine.touch(["a", "not-tracked"])
     assert [s.device_id for s in engine.drain_dirty()] == ["a"]
+
+
+def test_listen_first_gives_devices_interval_and_grace_from_now() -> None:
+    engine = LivenessEngine()  # default grace 10, interval 30 announced
+    beat(engine, "a", 0.0)
+    beat(engine, "quiet", 0.0)
+    # Taken over at 35 s without having heard them (a broker routing by partition):
+    # "a" would be late at 40 s; it is given until 35 + 30 + 10 instead.
+    engine.listen_first(["a", "not-tracked"], 35.0)
+    assert [t.device_id for t in engine.tick(41.0, T0 + 41.0)] == ["quiet"]
+    assert engine.tick(74.0, T0 + 74.0) == []
+    [late] = engine.tick(75.5, T0 + 75.5)
+    assert (late.device_id, late.new) == ("a", State.LATE)
