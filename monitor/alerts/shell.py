@@ -324,17 +324,11 @@ class Alerting:
                 self._restore(alert, now)
         engine = self._engine
         assert engine is not None
-        for device_id in wanted:
-            snap = engine.snapshot(device_id)
-            if (
-                snap is None
-                or snap.state not in _DOWN_STATES
-                or snap.reason is None
-                or snap.since_wall < undecided_since
-                or self.core.has_open_alert(device_id)
-                or device_id in in_outage
-            ):
+        for snap in engine.down_since(wanted, _DOWN_STATES, undecided_since):
+            device_id = snap.device_id
+            if self.core.has_open_alert(device_id) or device_id in in_outage:
                 continue
+            assert snap.reason is not None  # down_since returns only devices with one
             old = State.UNKNOWN if snap.last_seen_wall is None else State.ONLINE
             tr = Transition(device_id, old, snap.state, snap.reason, snap.since_wall, snap.session)
             self._queue(

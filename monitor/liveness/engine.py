@@ -121,7 +121,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Final
 
@@ -730,6 +730,29 @@ class LivenessEngine:
             if state is _ONLINE or state is _UNKNOWN or state is _LATE:
                 dev.anchor = now
                 self._rearm(dev)
+
+    def down_since(
+        self, device_ids: Iterable[str], states: Collection[State], since_wall: float
+    ) -> list[DeviceSnapshot]:
+        """Snapshots of the devices among ``device_ids`` in one of ``states`` with a
+        reason, whose state began at or after ``since_wall``.
+
+        A replica taking over a partition looks for drops its previous owner may have
+        left undecided: a handful among 100,000 devices, so only those are snapshotted
+        (a snapshot of every device took most of a takeover, bench/bench_takeover.py).
+        """
+        devices = self._devices
+        found: list[DeviceSnapshot] = []
+        for device_id in device_ids:
+            dev = devices.get(device_id)
+            if (
+                dev is not None
+                and dev.state in states
+                and dev.reason is not None
+                and dev.since_wall >= since_wall
+            ):
+                found.append(self._snapshot(dev))
+        return found
 
     def touch(self, device_ids: Iterable[str]) -> None:
         """Mark devices dirty: their persisted fields go to the next :meth:`drain_dirty`

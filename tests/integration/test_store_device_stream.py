@@ -116,3 +116,21 @@ async def test_the_stream_keeps_only_the_ids_asked_for(database_url: str) -> Non
     finally:
         await engine.dispose()
     assert sorted(ids) == [f"d{i:04d}" for i in range(100)]
+
+
+async def test_device_states_says_what_every_row_holds(database_url: str) -> None:
+    await _seed(database_url)
+    engine = create_engine_for(database_url)
+    sessions = make_session_factory(engine)
+    try:
+        async with sessions() as session:
+            states = await repository.device_states(session)
+            stored = [d async for part in repository.iter_devices(session) for d in part]
+            # The connection is usable afterwards.
+            assert await repository.get_meta(session, key="nothing") is None
+    finally:
+        await engine.dispose()
+    assert states == {d.id: d.state for d in stored}
+    assert len(states) == 2_500
+    assert states["d0004"] == "napping"
+    assert all(type(k) is str and type(v) is str for k, v in states.items())

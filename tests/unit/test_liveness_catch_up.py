@@ -82,3 +82,36 @@ def test_listen_first_gives_devices_interval_and_grace_from_now() -> None:
     assert engine.tick(74.0, T0 + 74.0) == []
     [late] = engine.tick(75.5, T0 + 75.5)
     assert (late.device_id, late.new) == ("a", State.LATE)
+
+
+def test_down_since_finds_only_devices_down_since_then_with_a_reason() -> None:
+    engine = LivenessEngine(will_hold=0.0)
+    for device in ("early", "late-down", "up", "shut"):
+        beat(engine, device, 0.0)
+    engine.presence(
+        "early",
+        Presence(PresenceState.OFFLINE, session="s1", reason=OfflineReason.CONNECTION_LOST),
+        1.0,
+        T0 + 1.0,
+    )
+    engine.presence(
+        "late-down",
+        Presence(PresenceState.OFFLINE, session="s1", reason=OfflineReason.CONNECTION_LOST),
+        20.0,
+        T0 + 20.0,
+    )
+    engine.presence(
+        "shut",
+        Presence(PresenceState.OFFLINE, session="s1", reason=OfflineReason.SHUTDOWN),
+        21.0,
+        T0 + 21.0,
+    )
+    engine.tick(22.0, T0 + 22.0)
+    down = {State.OFFLINE, State.STALE, State.LOST, State.LATE}
+    found = engine.down_since(["early", "late-down", "up", "shut", "nobody"], down, T0 + 10.0)
+    assert [(s.device_id, s.state) for s in found] == [
+        ("late-down", State.OFFLINE),
+        ("shut", State.OFFLINE),
+    ]
+    assert found[0] == engine.snapshot("late-down")
+    assert engine.down_since(["late-down"], {State.STALE}, T0) == []
