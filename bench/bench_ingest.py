@@ -95,14 +95,14 @@ def _feed_main(
     def flush_window() -> None:
         nonlocal windows, taken
         windows += 1
-        service._drain_dirty(when_taken=when_taken)
+        service.drain_dirty(when_taken=when_taken)
         if windows % every == 0:
             taken += _taken(service.writer)
         # Rollups are written every 10 s in the monitor; here they are simply dropped.
         service.writer._rollups.clear()
 
     one_round(0, 0.0)  # first contact: every device registered, as after a load
-    service._drain_dirty()
+    service.drain_dirty()
     taken += _taken(service.writer)
     if collector == "freeze":
         gc.collect()
@@ -114,7 +114,7 @@ def _feed_main(
     gc.callbacks.append(timer)
     cpu = sum(one_round(r, float(r)) for r in range(1, rounds + 1))
     gc.callbacks.remove(timer)
-    service._drain_dirty()
+    service.drain_dirty()
     taken += _taken(service.writer)
     built = service.writer.stats.device_puts - puts_before
     assert ingest.counts["heartbeat_accepted"] == devices * (rounds + 1), ingest.counts

@@ -31,7 +31,7 @@ import psutil
 from bench.monitor_common import in_child
 from bench.perf_doc import finish
 from monitor.liveness.engine import LivenessEngine
-from monitor.service import MonitorService
+from monitor.parts import open_monitor
 from monitor.settings import MonitorSettings
 from monitor.state_rows import engine_snapshot
 from monitor.store import repository
@@ -77,15 +77,22 @@ async def _seed(url: str, devices: int) -> float:
     return time.monotonic() - started
 
 
+async def _open_engine(settings: MonitorSettings) -> LivenessEngine:
+    """The monitor's start-up load (:func:`open_monitor`), its engine kept."""
+    parts = await open_monitor(settings)
+    await parts.close()
+    return parts.engine
+
+
 def _load_main(url: str, path: str, out: Connection) -> None:
     logging.basicConfig(level=logging.WARNING)
-    service = MonitorService(MonitorSettings(database_url=url, log_level="WARNING"))
+    settings = MonitorSettings(database_url=url, log_level="WARNING")
     process = psutil.Process()
     before = process.memory_info().rss
     started = time.perf_counter()
     cpu_started = time.process_time()
-    load = service._load if path == "stream" else lambda: _orm_load(url)
-    engine = asyncio.run(load())  # the start-up step measured
+    loading = _open_engine(settings) if path == "stream" else _orm_load(url)
+    engine = asyncio.run(loading)  # the start-up step measured
     seconds = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
     out.send(

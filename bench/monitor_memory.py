@@ -9,10 +9,14 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from bench.monitor_common import heartbeat, in_child, rss, say
+from device_client.protocol import Topics
+from monitor.forgotten_devices import ForgottenDevices
 from monitor.liveness.engine import LivenessEngine
 from monitor.liveness.policy import DEFAULT_CLASS, Policy
+from monitor.parts import MonitorParts, broker_addresses, default_timing
 from monitor.service import MonitorService
 from monitor.settings import MonitorSettings
+from monitor.store.database import create_engine_for, make_session_factory
 from monitor.store.rows import DeviceRow, TransitionRow
 from monitor.store.writer import WriteBehind
 
@@ -45,15 +49,26 @@ class _FlushedWriter(WriteBehind):
 def offline_service(
     classes: dict[str, Policy] | None = None, service_cls: type[MonitorService] = MonitorService
 ) -> MonitorService:
-    """A MonitorService with its engine set up as ``run()`` would, without a broker."""
+    """A MonitorService built from parts made here, as :func:`open_monitor` makes them
+    (an empty engine, an in-memory database), without a broker."""
     settings = MonitorSettings(database_url="sqlite+aiosqlite://", log_level="WARNING")
-    service = service_cls(settings)
-    service.engine = LivenessEngine(
-        classes=classes or {DEFAULT_CLASS: Policy()},
-        default_interval=settings.default_interval,
-        will_hold=settings.will_hold,
+    db = create_engine_for(settings.database_url)
+    parts = MonitorParts(
+        addresses=broker_addresses(settings),
+        db=db,
+        sessions=make_session_factory(db),
+        engine=LivenessEngine(
+            classes=classes or {DEFAULT_CLASS: Policy()},
+            default_interval=settings.default_interval,
+            will_hold=settings.will_hold,
+        ),
+        config=default_timing(settings),
+        forgotten=ForgottenDevices(Topics(settings.topic_root)),
+        file_adapters=[],
+        stored_sources={},
+        replica_lock=None,
     )
-    return service
+    return service_cls(settings, parts)
 
 
 def _memory_main(devices: int, out: Connection) -> None:
@@ -63,7 +78,7 @@ def _memory_main(devices: int, out: Connection) -> None:
     assert service.engine is not None
     now, wall = time.monotonic(), time.time()
     service.heartbeat("warm-up", heartbeat(0, "s0", 30.0, wall), retained=False, now=now, wall=wall)
-    service._drain_dirty()
+    service.drain_dirty()
     before = rss()
     started = time.perf_counter()
     for i in range(devices):
@@ -72,8 +87,8 @@ def _memory_main(devices: int, out: Connection) -> None:
         service.heartbeat(f"dev-{i:07d}", hb, retained=False, now=now + i * 1e-6, wall=wall)
         if i % 10_000 == 9_999:
             # One flush window: dirty devices handed to the (already flushed) writer.
-            service._drain_dirty()
-    service._drain_dirty()
+            service.drain_dirty()
+    service.drain_dirty()
     feed_seconds = time.perf_counter() - started
     steady = rss()
 
@@ -84,7 +99,7 @@ def _memory_main(devices: int, out: Connection) -> None:
     for i in range(window):
         hb = heartbeat(1, f"{i:016x}", 30.0, wall + 1)
         service.heartbeat(f"dev-{i:07d}", hb, retained=False, now=now + 1 + i * 1e-6, wall=wall + 1)
-    service._drain_dirty()
+    service.drain_dirty()
     pending = rss()
     out.send(
         {

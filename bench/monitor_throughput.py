@@ -33,6 +33,7 @@ from broker.runner import free_port
 from device_client.protocol import decode_heartbeat
 from monitor.direct_client import DirectClient
 from monitor.logging_setup import configure_logging
+from monitor.parts import open_monitor
 from monitor.service import MonitorService
 from monitor.settings import MonitorSettings
 from monitor.store.migrate import upgrade
@@ -244,9 +245,10 @@ def _monitor_main(
     settings: dict[str, Any], shared: _Shared, ctl: Connection, profile_path: str | None
 ) -> None:
     configure_logging("WARNING", "text")
-    service = MonitorService(MonitorSettings(**settings))
+    config = MonitorSettings(**settings)
+    services: list[MonitorService] = []  # the one run() builds, on its own loop
 
-    async def sample() -> None:
+    async def sample(service: MonitorService) -> None:
         # Polls the ingest counter; 5 ms resolution is plenty for multi-second runs.
         seen = -1
         pending_peak = 0
@@ -274,7 +276,9 @@ def _monitor_main(
                     shared.last.value = time.monotonic()
 
     async def run() -> int:
-        sampler = asyncio.create_task(sample())
+        service = MonitorService(config, await open_monitor(config))
+        services.append(service)
+        sampler = asyncio.create_task(sample(service))
         try:
             return await service.run()
         finally:
@@ -287,6 +291,7 @@ def _monitor_main(
     if profiler is not None and profile_path:
         profiler.disable()
         profiler.dump_stats(profile_path)
+    [service] = services
     ingest = service.ingest
     ctl.send(
         {

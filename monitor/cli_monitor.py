@@ -58,4 +58,7 @@ def _run(args: argparse.Namespace) -> int:
     # through this module, and none of them needs the MQTT stack or the web server.
     from monitor.process import MonitorProcess  # noqa: PLC0415
 
-    return asyncio.run(MonitorProcess(settings).run())
+    async def serve() -> int:
+        return await (await MonitorProcess.open(settings)).run()
+
+    return asyncio.run(serve())

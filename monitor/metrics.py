@@ -52,17 +52,17 @@ _BATCH_BUCKETS: Final = (1, 10, 100, 1_000, 5_000, 10_000, 100_000, 1_000_000)
 class Observed(Protocol):
     """What the collector reads of the service at scrape time (the service is one)."""
 
-    engine: LivenessEngine | None
-    link: MqttLink | None
-    ingest: Ingest | None
-    sources: SourceIngest | None
+    engine: LivenessEngine
+    link: MqttLink
+    ingest: Ingest
+    sources: SourceIngest
     writer: WriteBehind
     alerting: Alerting
     risk: RiskScorer
     events: EventHub
     counts: CounterOf[str]
     config: ConfigSync
-    sight: Sight | None
+    sight: Sight
     keeper: LeaseKeeper | None
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import re
@@ -22,13 +21,11 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import Final, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from device_client.errors import InvalidBrokerUrl
 from device_client.protocol import (
     ConfigUpdate,
     Heartbeat,
@@ -37,18 +34,12 @@ from device_client.protocol import (
     Topics,
     encode_config,
 )
-from device_client.urls import parse_broker_urls
-from monitor import gc_policy
 from monitor.alerts.shell import Alerting
 from monitor.cluster import leases as lease_store
 from monitor.cluster import partition_topics
 from monitor.cluster.keeper import KeeperTiming, LeaseKeeper
 from monitor.cluster.leases import replica_identity
 from monitor.cluster.partitions import partition_of
-from monitor.cluster.single_replica import ReplicaLock, claim_single_replica
-from monitor.config_sync import TIMING_SETTINGS, ConfigSync, DefaultTiming
-from monitor.errors import ConfigError
-from monitor.forgotten_devices import ForgottenDevices
 from monitor.homeassistant.publisher import Discovery
 from monitor.ingest import Ingest
 from monitor.live_events import EventHub, transition_event
@@ -59,12 +50,13 @@ from monitor.liveness.states import State, Transition
 from monitor.metrics import ServiceMetrics
 from monitor.mqtt_link import LinkOptions, MqttLink, Outgoing
 from monitor.ops.config_version import CONFIG_VERSION_KEY
-from monitor.ops.sources import StoredSource, load_stored, stored_adapters
+from monitor.ops.sources import StoredSource, load_stored
+from monitor.parts import MonitorParts
 from monitor.risk.scorer import RiskOptions, RiskScorer
 from monitor.settings import MonitorSettings
 from monitor.sight import Sight, SightChange, probe_timing
 from monitor.sources.base import Adapter
-from monitor.sources.config import SourceConfigError, load_sources
+from monitor.sources.config import SourceConfigError
 from monitor.sources.ingest import SourceIngest, route
 from monitor.sources.primary_host import PrimaryHost, host_options
 from monitor.sources.resolve import engine_view
@@ -76,10 +68,8 @@ from monitor.state_rows import (
 )
 from monitor.status_refresh import last_seen_due, refresh_period
 from monitor.store import repository
-from monitor.store.database import create_engine_for, make_session_factory
 from monitor.store.device_stream import stream_devices
 from monitor.store.errors import StoreError
-from monitor.store.migrate import check_schema
 from monitor.store.models import DeviceClass
 from monitor.store.rows import StoredDevice
 from monitor.store.writer import WriteBehind
@@ -144,24 +134,20 @@ class Face(Protocol):
 
 
 class MonitorService:
-    def __init__(self, settings: MonitorSettings, *, instance: str | None = None) -> None:
+    def __init__(
+        self, settings: MonitorSettings, parts: MonitorParts, *, instance: str | None = None
+    ) -> None:
+        """Build the service from ``parts`` (:func:`monitor.parts.open_monitor`); nothing
+        here waits or fails on the broker or the database."""
         self.settings = settings
         self.topics = Topics(settings.topic_root)
-        try:
-            # The SDK's parser: errors and repr never show the password. Several URLs,
-            # comma-separated, are the nodes of one broker cluster.
-            addresses = parse_broker_urls(settings.mqtt_url)
-        except InvalidBrokerUrl as exc:
-            raise ConfigError(str(exc)) from exc
-        if settings.mqtt_password is not None:
-            secret = settings.mqtt_password.get_secret_value()
-            addresses = tuple(replace(a, password=secret) for a in addresses)
-        address, self.fallbacks = addresses[0], addresses[1:]
+        # Several URLs, comma-separated, are the nodes of one broker cluster.
+        address, self.fallbacks = parts.addresses[0], parts.addresses[1:]
         self.address = address
         self.instance = instance or settings.mqtt_client_id or address.username or "monitor"
-        self.engine: LivenessEngine | None = None
-        self.db = create_engine_for(settings.database_url)
-        self.sessions = make_session_factory(self.db)
+        self.engine: LivenessEngine = parts.engine
+        self.db = parts.db
+        self.sessions = parts.sessions
         self.events = EventHub()  # live transitions and summaries for dashboards
         # At-risk scoring (monitor/risk): signals recorded here, scored in a thread.
         self.risk = RiskScorer(
@@ -190,7 +176,7 @@ class MonitorService:
         # Partitions held and taken over (the world caught up with the engine): acted for.
         self._caught_up: set[int] = set()
         self._partition_of: dict[str, int] = {}
-        self._replica_lock: ReplicaLock | None = None
+        self._replica_lock = parts.replica_lock
         # A cluster replica on a broker that routes by partition (NATS): it subscribes
         # to, and keeps in its engine, only the partitions it holds (no hot standby).
         self._routed = self.keeper is not None and settings.partition_topics
@@ -212,16 +198,12 @@ class MonitorService:
             on_flush=self.metrics.on_flush,
             fence=None if self.keeper is None else self.keeper.fence,
         )
-        self.ingest: Ingest | None = None
         # Fleets in other conventions (monitor/sources); a bad file fails the start here.
-        self.file_adapters = load_sources(settings.sources_file) if settings.sources_file else []
-        self.source_adapters = list(self.file_adapters)  # the file's, then the stored ones
-        self._stored: dict[str, StoredSource] = {}
+        self.file_adapters = parts.file_adapters
+        self._stored: dict[str, StoredSource] = parts.stored_sources
+        # The file's sources, then the stored ones.
+        self.source_adapters = [*self.file_adapters, *(s.adapter for s in self._stored.values())]
         self._sources_lock = asyncio.Lock()
-        self.sources: SourceIngest | None = None
-        self._subscriptions: tuple[str, ...] = ()  # protocol v1's; set by run()
-        self.sparkplug_host: PrimaryHost | None = None
-        self.link: MqttLink | None = None
         self.alerting = Alerting(  # monitor/alerts
             settings,
             self.sessions,
@@ -240,25 +222,81 @@ class MonitorService:
         self._started_wall = time.time()
         self._warmed_up = False
         # Ops changes in the database as engine commands; retained config topics.
-        self.config = ConfigSync(
-            DefaultTiming(
-                grace=settings.grace,
-                missed_limit=settings.missed_limit,
-                lost_after=settings.lost_after,
-                explicit=frozenset(settings.model_fields_set & set(TIMING_SETTINGS)),
-            )
-        )
-        self.forgotten = ForgottenDevices(self.topics)  # clawbeat devices forget
+        self.config = parts.config
+        self.forgotten = parts.forgotten  # clawbeat devices forget
         self.homeassistant = Discovery(settings, self.topics, self.sessions)  # HA discovery
         self._to_purge: set[str] = set()
         # Seconds between last_seen refreshes of a beating device's status (the flush
         # loop follows the fleet's size).
         self._status_period = settings.status_refresh
-        self.sight: Sight | None = None  # built in run(), see monitor/sight.py
         self._probe_seq = 0
         self._seen = False  # sight has returned at least once (the first connection)
         # Per process: a probe of an earlier process (its resumed session) is not ours.
         self._probe_topic = f"{settings.topic_root}/monitor/probe/{secrets.token_hex(6)}"
+        self.ingest = Ingest(
+            self.topics,
+            self,
+            logging.getLogger("clawbeat.ingest"),
+            config=self.config_message,
+            other=self.probe_echo,
+            partitions=self.settings.partitions if self.settings.partition_topics else None,
+        )
+        host = host_options(self.source_adapters, self.settings, client_id=self.instance)
+        self.sparkplug_host = PrimaryHost(host) if host is not None else None
+        # Built even without sources: one stored while the monitor runs joins it live.
+        self.sources = SourceIngest(
+            self.source_adapters,
+            self,
+            engine_view(self.engine),
+            logging.getLogger("clawbeat.sources"),
+            publish=self._send_command,
+        )
+        # Config topics too: the retained ones are reconciled with the database.
+        self._subscriptions: tuple[str, ...] = (
+            self.topics.heartbeat_filter,
+            self.topics.presence_filter,
+            self.topics.config_filter,
+        )
+        if self.settings.partition_topics:
+            # The broker routes heartbeat and presence by partition; alone, this replica
+            # acts for them all (config topics are not remapped). A cluster replica
+            # subscribes to each partition as it takes it over (_subscribe_held).
+            count = self.settings.partitions
+            held = () if self._routed else range(count)
+            self._subscriptions = (
+                *(partition_topics.filters(self.topics, held, of=count) if held else ()),
+                self.topics.config_filter,
+            )
+        # The will is fixed now, for every connection: it cannot say when it will fire.
+        will = self._presence("offline", since=None, reason=OfflineReason.CONNECTION_LOST)
+        self.link = MqttLink(
+            LinkOptions(
+                address=self.address,
+                client_id=self.settings.mqtt_client_id or self.address.username or "monitor",
+                keepalive=self.settings.mqtt_keepalive,
+                subscriptions=(*self._subscriptions, *self.sources.filters),
+                will_topic=self.presence_topic,
+                will_payload=will,
+                ca_file=str(self.settings.mqtt_ca_file) if self.settings.mqtt_ca_file else None,
+                cert_file=str(self.settings.mqtt_cert_file)
+                if self.settings.mqtt_cert_file
+                else None,
+                key_file=str(self.settings.mqtt_key_file) if self.settings.mqtt_key_file else None,
+                report_every=self.settings.mqtt_report_every,
+                session_expiry=self.settings.mqtt_session_expiry,
+                probe_topic=self._probe_topic,
+                protocol=self.settings.mqtt_protocol,
+                fallbacks=self.fallbacks,
+            ),
+            on_message=self.ingest.handle,
+            on_connected=self._on_connected,
+            on_disconnected=self._on_disconnected,
+        )
+        # Protocol v1 straight from the link while there are no sources, a router once
+        # one is stored (re-pointed as they come and go).
+        route(self.ingest.handle, self.sources, self.topics.root, self.link.deliver_to)
+        timeout, every = self._probe_timing()
+        self.sight = Sight(timeout=timeout, every=every, now=time.monotonic(), wall=time.time())
 
     def acts_for(self, device_id: str) -> bool:
         """Whether this replica's engine is the live truth for ``device_id`` now.
@@ -293,7 +331,7 @@ class MonitorService:
     def live_snapshot(self, device_id: str) -> DeviceSnapshot | None:
         """The engine's view of ``device_id`` where it is the live truth (:meth:`acts_for`)."""
         engine = self.engine
-        if engine is None or not self.acts_for(device_id):
+        if not self.acts_for(device_id):
             return None
         return engine.snapshot(device_id)
 
@@ -302,7 +340,7 @@ class MonitorService:
         cluster mode (as of the last summary interval), whichever replica asks."""
         if self.keeper is not None and self._fleet_counts is not None:
             return dict(self._fleet_counts)
-        return self.engine.counts() if self.engine is not None else {}
+        return self.engine.counts()
 
     async def _read_fleet_counts(self) -> None:
         try:
@@ -315,72 +353,11 @@ class MonitorService:
         known = {s.value for s in State}
         self._fleet_counts = {State(k): n for k, n in stored.items() if k in known}
 
-    # ----------------------------------------------------------------- startup
-
-    async def _load(self) -> LivenessEngine:
-        await check_schema(self.settings.database_url)
-        if self.keeper is None and self.settings.database_url.startswith("postgresql"):
-            await self._refuse_beside_a_cluster()
-        config = self.config.fresh()
-        async with self.sessions() as session:
-            # The version first: a change committed while loading is then seen as newer
-            # by the poll loop, and applied.
-            version = await repository.get_meta(session, key=CONFIG_VERSION_KEY)
-            self.forgotten.update(await repository.forgotten_ids(session))
-            # A flush of the previous monitor racing `devices forget` may have written a
-            # forgotten device back: it stays forgotten.
-            if await repository.purge_forgotten(session, device_ids=self.forgotten.ids()):
-                await session.commit()
-            classes = await repository.list_classes(session)
-            policies = config.policies(classes)
-            engine = LivenessEngine(
-                classes=policies,
-                default_interval=self.settings.default_interval,
-                will_hold=self.settings.will_hold,
-            )
-            now, wall = time.monotonic(), time.time()
-            by_class = {c.name: c.interval for c in classes}
-            # Chunk by chunk, as plain tuples: the engine's records are all that stays.
-            # The collector is off meanwhile: a million new long-lived objects would
-            # otherwise trigger full passes over all of them, again and again.
-            gc.disable()
-            try:
-                # A replica on a broker routing by partition hears only the partitions
-                # it holds: it loads each when it takes it over (_take_over), not now.
-                if not self._routed:
-                    async for rows in stream_devices(session):
-                        engine.load_persisted(rows, now, wall)
-                        config.remember_persisted(rows, by_class)
-            finally:
-                gc.enable()
-        # Only a complete load becomes the service's state.
-        config.loaded(version)
-        self.config = config
-        log.info("loaded %d devices and %d classes", len(engine), len(policies))
-        # A million long-lived device records would make every full GC pass walk them
-        # all (~0.5 s stalls); they live as long as the process, so take them out of it,
-        # and collect far less often in the steady state (monitor/gc_policy.py).
-        gc_policy.settle()
-        return engine
-
-    async def _refuse_beside_a_cluster(self) -> None:
-        """A monitor alone on a database where cluster replicas run would write over
-        their partitions unfenced: it stops, in one line, instead."""
-        async with self.sessions() as session:
-            members = await lease_store.live_members(session)
-        if members:
-            raise ConfigError(
-                f"{len(members)} cluster replicas run on this database "
-                f"({', '.join(sorted(members)[:3])}): start this monitor with "
-                "CLAWBEAT_CLUSTER=true to join them (docs/cluster.md)"
-            )
-
     # ------------------------------------------------------------ ingest sink
 
     def heartbeat(
         self, device_id: str, hb: Heartbeat, *, retained: bool, now: float, wall: float
     ) -> EventResult:
-        assert self.engine is not None
         if self._routed and self.partition(device_id) not in self._caught_up:
             return _NOT_HELD
         if device_id in self.forgotten and self._forgotten_message(
@@ -388,7 +365,7 @@ class MonitorService:
         ):
             return _CLEARED
         sight = self.sight
-        if sight is not None and sight.overdue(now):
+        if sight.overdue(now):
             # Woken from a stall with heartbeats queued: blind before the first is read.
             self._sight_changed(sight.check(now, wall), now)
         result = self.engine.heartbeat(device_id, hb, now, wall, retained=retained)
@@ -426,7 +403,6 @@ class MonitorService:
         before: Cadence | None,
         now: float,
     ) -> None:
-        assert self.engine is not None
         device_class = None
         if result.outcome is Outcome.RECONNECTED or not self.risk.knows(device_id):
             # The class only on first sight and reconnects: a snapshot per beat costs.
@@ -454,7 +430,6 @@ class MonitorService:
         Cheap on purpose, on every heartbeat without a transition: the interval is only
         looked up again when the announced one differs from what was in force.
         """
-        assert self.engine is not None
         session, last_seen, interval = before
         if (
             last_seen is not None
@@ -468,7 +443,6 @@ class MonitorService:
             self._publish_status(snap)
 
     def _effective_interval(self, device_id: str) -> float | None:
-        assert self.engine is not None
         cadence = self.engine.cadence(device_id)
         return None if cadence is None else cadence[2]
 
@@ -482,7 +456,6 @@ class MonitorService:
     def presence(
         self, device_id: str, presence: Presence, *, retained: bool, now: float, wall: float
     ) -> EventResult:
-        assert self.engine is not None
         if self._routed and self.partition(device_id) not in self._caught_up:
             return _NOT_HELD
         if device_id in self.forgotten and self._forgotten_message(
@@ -508,8 +481,6 @@ class MonitorService:
         return False
 
     def _clear_retained(self, topics: Iterable[str]) -> None:
-        if self.link is None:
-            return
         for topic in topics:
             # A zero-length retained publish deletes what the broker retains.
             self.link.publish(topic, b"")
@@ -517,7 +488,6 @@ class MonitorService:
 
     def _forget(self, device_ids: Iterable[str]) -> None:
         """Devices ops just forgot: stop tracking them and clear their retained topics."""
-        assert self.engine is not None
         for device_id in device_ids:
             self.engine.forget(device_id)
             self.risk.forget(device_id)
@@ -565,7 +535,6 @@ class MonitorService:
         if not transitions:
             return
         engine = self.engine
-        assert engine is not None
         mono = time.monotonic()
         risk = self.risk.transition
         counts = self.counts
@@ -622,7 +591,7 @@ class MonitorService:
         )
 
     def _publish_view(self, device_id: str, view: StatusView) -> None:
-        if self.link is None or not self.acts_for(device_id):
+        if not self.acts_for(device_id):
             return
         state, since, last_seen, reason, session, interval, device_class = view
         self.link.publish(
@@ -642,8 +611,6 @@ class MonitorService:
     # ------------------------------------------------------------ loops
 
     async def _tick_loop(self) -> None:
-        assert self.engine is not None
-        assert self.sight is not None
         sight = self.sight
         # Probes unanswered this long on a live connection, and never one answered:
         # the broker drops them (an ACL letting the monitor subscribe but not publish).
@@ -683,8 +650,7 @@ class MonitorService:
             await asyncio.sleep(self.settings.flush_interval)
             self.transition_log.flush(time.monotonic())
             self._count_missed()
-            self._drain_dirty(when_taken=True)
-            assert self.engine is not None
+            self.drain_dirty(when_taken=True)
             if self.config.reconciling and self._warmed_up and not self.engine.warming_up:
                 self._push_unseen_configs()
             self._status_period = refresh_period(
@@ -695,13 +661,12 @@ class MonitorService:
 
     def _count_missed(self) -> None:
         """Add the beats late and stale devices missed since the last flush (R18)."""
-        assert self.engine is not None
         wall = time.time()
         for device_id, missed in self.engine.count_missed(time.monotonic()):
             if self._holds(device_id):
                 self.writer.add_rollup(device_id, self._minute(wall), count=0, missed=missed)
 
-    def _drain_dirty(self, *, when_taken: bool = False) -> None:
+    def drain_dirty(self, *, when_taken: bool = False) -> None:
         """Hand the devices changed since the last drain to the write-behind as rows.
 
         ``when_taken`` (each flush window): only once the write-behind has written the
@@ -710,7 +675,6 @@ class MonitorService:
         the engine keeps the devices dirty instead, and the first drain after the write
         builds each row once, with its newest state.
         """
-        assert self.engine is not None
         if when_taken and self.writer.pending_devices:
             return
         # Every device registered is dirty, so this drain covers all of them (one
@@ -725,7 +689,6 @@ class MonitorService:
             )
 
     async def _summary_loop(self) -> None:
-        assert self.engine is not None
         while True:
             keeper = self.keeper
             if keeper is not None:
@@ -734,7 +697,7 @@ class MonitorService:
             # for partition 0, so the topic carries one stream rather than several
             # interleaved; a takeover of partition 0 moves it with the lease.
             publishes = keeper is None or keeper.acting(0)
-            if publishes and self.link is not None and self.link.connected:
+            if publishes and self.link.connected:
                 self.link.publish(
                     self.topics.fleet_summary,
                     summary_payload(
@@ -790,8 +753,6 @@ class MonitorService:
         """Route to the stored sources' adapters now, and (un)subscribe their filters."""
         async with self._sources_lock:
             sources, link = self.sources, self.link
-            if sources is None or link is None:
-                return
             # Unchanged declarations keep the adapter in use (a concurrent re-read may
             # have made a twin): its state (Sparkplug sessions) must live on.
             stored = {
@@ -824,7 +785,6 @@ class MonitorService:
     def _apply_config(self, classes: list[DeviceClass], snapshots: list[StoredDevice]) -> None:
         """Carry out what config sync says the stored configuration asks for."""
         engine = self.engine
-        assert engine is not None
         now, wall = time.monotonic(), time.time()
         # Statuses to republish: the interval or class they show changed.
         outdated = set(engine.set_classes(self.config.policies(classes)))
@@ -871,8 +831,6 @@ class MonitorService:
             else:
                 snapshots = await repository.stored_devices(session, ids=device_ids)
             current = await repository.get_meta(session, key=CONFIG_VERSION_KEY)
-        if self.engine is None:
-            return
         self._apply_config(classes, snapshots)
         if current == version and previous == self.config.version:
             self.config.version = version
@@ -882,7 +840,7 @@ class MonitorService:
         return self._started_wall
 
     def _push_config(self, device_id: str, interval: float | None) -> None:
-        if self.link is None or not self.acts_for(device_id):
+        if not self.acts_for(device_id):
             return
         # An empty retained message clears the topic: the device keeps its own interval.
         payload = b"" if interval is None else encode_config(ConfigUpdate(interval))
@@ -928,7 +886,6 @@ class MonitorService:
 
     def _probe_timing(self) -> tuple[float, float]:
         """The link probe's (timeout, interval): from the smallest grace, unless set."""
-        assert self.engine is not None
         if self.settings.link_probe_timeout is not None:
             timeout = self.settings.link_probe_timeout
             return timeout, timeout / 2.0
@@ -936,19 +893,16 @@ class MonitorService:
         return probe_timing(min_grace, self.settings.mqtt_keepalive)
 
     def _retime_sight(self) -> None:
-        if self.sight is not None:
-            self.sight.timeout, self.sight.every = self._probe_timing()
+        self.sight.timeout, self.sight.every = self._probe_timing()
 
     def _send_probe(self, now: float) -> None:
-        assert self.link is not None
-        assert self.sight is not None
         self._probe_seq += 1
         if self.link.send_probe(str(self._probe_seq).encode()):
             self.sight.sent(self._probe_seq, now)
 
     def probe_echo(self, topic: str, payload: bytes, now: float) -> bool:
         """Ingest's hook for messages outside the device tree: the probe's echo."""
-        if topic != self._probe_topic or self.sight is None:
+        if topic != self._probe_topic:
             return False
         try:
             seq = int(payload)
@@ -961,7 +915,6 @@ class MonitorService:
         """Blindness began or ended: freeze the engine's timeouts, or re-arm them."""
         if change is None or self._stop.is_set():
             return
-        assert self.engine is not None
         if change.blind:
             self.engine.suspend(now)
             self.risk.blind()
@@ -984,9 +937,6 @@ class MonitorService:
     # ------------------------------------------------------------ connection
 
     async def _on_connected(self) -> None:
-        assert self.engine is not None
-        assert self.link is not None
-        assert self.sight is not None
         now = time.monotonic()
         if not self._warmed_up:
             # Warm-up starts at the first connection: only then can devices be heard.
@@ -1016,15 +966,13 @@ class MonitorService:
         )
 
     def _on_disconnected(self) -> None:
-        assert self.sight is not None
         # Blind, not dead: the devices may be fine. Freeze every timeout until we see again.
         now = time.monotonic()
         self._sight_changed(self.sight.disconnected(now), now)
 
     def _send_command(self, topic: str, payload: bytes) -> None:
         # A source's reply (a Sparkplug rebirth request): each one matters, none retained.
-        if self.link is not None:
-            self.link.publish(topic, payload, retain=False, coalesce=False)
+        self.link.publish(topic, payload, retain=False, coalesce=False)
 
     # ------------------------------------------------------------ cluster
 
@@ -1054,7 +1002,6 @@ class MonitorService:
 
     def _devices_in(self, partitions: frozenset[int]) -> list[str]:
         engine = self.engine
-        assert engine is not None
         return [d for d in list(engine.device_ids()) if self.partition(d) in partitions]
 
     async def _take_over(self, partitions: frozenset[int]) -> None:
@@ -1067,7 +1014,6 @@ class MonitorService:
         that died in the gap is reported once, here -- and every row is written again.
         """
         engine = self.engine
-        assert engine is not None
         if self._routed:
             await self._load_partitions(partitions)
         async with self.sessions() as session:
@@ -1119,9 +1065,8 @@ class MonitorService:
         """``monitor/presence`` in cluster mode: the cluster's, told by the replica acting
         for partition 0 (as the fleet summary is). It carries no will: a replica's will
         is on its own topic, and one replica's death is not the cluster's."""
-        if self.link is not None:
-            payload = self._presence(state, since=since, reason=reason)
-            self.link.publish(self.topics.monitor_presence, payload)
+        payload = self._presence(state, since=since, reason=reason)
+        self.link.publish(self.topics.monitor_presence, payload)
 
     async def _last_replica(self) -> bool:
         """Whether no other replica is alive (so the cluster stops with this one)."""
@@ -1138,7 +1083,7 @@ class MonitorService:
         """Before the keeper releases ``partitions``: stop acting, write what is queued."""
         log.info("cluster: handing partitions %s over", _spans(partitions))
         self._caught_up -= partitions
-        self._drain_dirty()
+        self.drain_dirty()
         await self.writer.flush()
         self._let_go(partitions)
 
@@ -1149,7 +1094,6 @@ class MonitorService:
         if self._routed:
             # Not heard from now on: a record kept would only go stale here, silently.
             engine = self.engine
-            assert engine is not None
             for device_id in devices:
                 engine.forget(device_id)
             self._subscription_change = True
@@ -1158,7 +1102,6 @@ class MonitorService:
         """Load a taken partition's devices (routed: the engine had not heard them), and
         give them interval + grace to be heard before any deadline judges them."""
         engine = self.engine
-        assert engine is not None
         for device_id in self._devices_in(partitions):
             engine.forget(device_id)  # left from an earlier hold: the database is newer
         now, wall = time.monotonic(), time.time()
@@ -1177,8 +1120,6 @@ class MonitorService:
         """Heartbeat and presence filters of the partitions taken over (routed mode)."""
         self._subscription_change = False
         link, sources = self.link, self.sources
-        if link is None or sources is None:
-            return
         count = self.settings.partitions
         held = self._caught_up
         self._subscriptions = (
@@ -1196,73 +1137,6 @@ class MonitorService:
     async def run(self, faces: Sequence[Face] = ()) -> int:
         """Run until stopped; ``faces`` (the HTTP server) are bound after the start-up load
         and served beside the service's own loops."""
-        # SQLite is single-replica: a second monitor on the file stops here, in one line.
-        self._replica_lock = claim_single_replica(self.settings.database_url)
-        self.engine = await self._load()
-        self.ingest = Ingest(
-            self.topics,
-            self,
-            logging.getLogger("clawbeat.ingest"),
-            config=self.config_message,
-            other=self.probe_echo,
-            partitions=self.settings.partitions if self.settings.partition_topics else None,
-        )
-        self._stored = await stored_adapters(self.sessions, besides=self.file_adapters)
-        self.source_adapters = [*self.file_adapters, *(s.adapter for s in self._stored.values())]
-        host = host_options(self.source_adapters, self.settings, client_id=self.instance)
-        self.sparkplug_host = PrimaryHost(host) if host is not None else None
-        # Built even without sources: one stored while the monitor runs joins it live.
-        self.sources = SourceIngest(
-            self.source_adapters,
-            self,
-            engine_view(self.engine),
-            logging.getLogger("clawbeat.sources"),
-            publish=self._send_command,
-        )
-        # Config topics too: the retained ones are reconciled with the database.
-        self._subscriptions = (
-            self.topics.heartbeat_filter,
-            self.topics.presence_filter,
-            self.topics.config_filter,
-        )
-        if self.settings.partition_topics:
-            # The broker routes heartbeat and presence by partition; alone, this replica
-            # acts for them all (config topics are not remapped). A cluster replica
-            # subscribes to each partition as it takes it over (_subscribe_held).
-            count = self.settings.partitions
-            held = () if self._routed else range(count)
-            self._subscriptions = (
-                *(partition_topics.filters(self.topics, held, of=count) if held else ()),
-                self.topics.config_filter,
-            )
-        # The will is fixed now, for every connection: it cannot say when it will fire.
-        will = self._presence("offline", since=None, reason=OfflineReason.CONNECTION_LOST)
-        self.link = MqttLink(
-            LinkOptions(
-                address=self.address,
-                client_id=self.settings.mqtt_client_id or self.address.username or "monitor",
-                keepalive=self.settings.mqtt_keepalive,
-                subscriptions=(*self._subscriptions, *self.sources.filters),
-                will_topic=self.presence_topic,
-                will_payload=will,
-                ca_file=str(self.settings.mqtt_ca_file) if self.settings.mqtt_ca_file else None,
-                cert_file=str(self.settings.mqtt_cert_file)
-                if self.settings.mqtt_cert_file
-                else None,
-                key_file=str(self.settings.mqtt_key_file) if self.settings.mqtt_key_file else None,
-                report_every=self.settings.mqtt_report_every,
-                session_expiry=self.settings.mqtt_session_expiry,
-                probe_topic=self._probe_topic,
-                protocol=self.settings.mqtt_protocol,
-                fallbacks=self.fallbacks,
-            ),
-            on_message=self.ingest.handle,
-            on_connected=self._on_connected,
-            on_disconnected=self._on_disconnected,
-        )
-        # Protocol v1 straight from the link while there are no sources, a router once
-        # one is stored (re-pointed as they come and go).
-        route(self.ingest.handle, self.sources, self.topics.root, self.link.deliver_to)
         # Open alerts, rules, windows; at-risk rules alert on the scorer's passes.
         await self.alerting.start(
             self.engine, self.link, risk=self.risk if self.settings.risk_cycle > 0 else None
@@ -1273,14 +1147,18 @@ class MonitorService:
         # Until the first connection the monitor hears nothing: start blind.
         self.engine.suspend(time.monotonic())
         self.risk.blind()
-        timeout, every = self._probe_timing()
-        self.sight = Sight(timeout=timeout, every=every, now=time.monotonic(), wall=time.time())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
-        for face in faces:
-            face.bind()  # a taken port or bad TLS key fails the start, loudly
+        try:
+            for face in faces:
+                face.bind()  # a taken port or bad TLS key fails the start, loudly
+        except BaseException:
+            await self.db.dispose()
+            if self._replica_lock is not None:
+                self._replica_lock.release()
+            raise
         tasks = [
             asyncio.create_task(self.writer.run(), name="writer"),
             asyncio.create_task(self.link.run(), name="mqtt"),
@@ -1310,7 +1188,6 @@ class MonitorService:
 
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
         log.info("stopping: flushing state and publishing monitor offline")
-        assert self.link is not None
         # No message may change the engine once its last state is being written.
         self.link.stop_intake()
         if self.sparkplug_host is not None:
@@ -1320,7 +1197,7 @@ class MonitorService:
                 task.cancel()
         leases = [t for t in tasks if t.get_name() == "leases"]
         await asyncio.gather(*leases, return_exceptions=True)  # no step under way now
-        self._drain_dirty()
+        self.drain_dirty()
         await self.alerting.close()  # held alerts decided and written, sends finished
         if self._acting_partition(0) and await self._last_replica():
             self._publish_cluster_presence(

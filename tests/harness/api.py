@@ -109,7 +109,7 @@ async def running_monitor(
     )
     read_token = await make_token(database_url, TokenScope.READ, "reader")
     admin_token = await make_token(database_url, TokenScope.ADMIN, "admin")
-    process = MonitorProcess(settings)
+    process = await MonitorProcess.open(settings)
     service, http = process.service, process.http
     assert http is not None
     task = asyncio.create_task(process.run(), name="monitor")

@@ -12,6 +12,7 @@ import re
 import httpx
 import pytest
 
+from monitor.parts import open_monitor
 from monitor.service import MonitorService
 from monitor.settings import MonitorSettings
 from monitor.web.app import create_app
@@ -30,8 +31,12 @@ def test_the_package_ships_a_swagger_ui_that_reads_openapi_3_1() -> None:
     assert int(version.group(1)) >= 5, f"Swagger UI {version.group(0)} cannot show OpenAPI 3.1"
 
 
-async def test_the_docs_page_loads_only_the_monitors_own_files() -> None:
-    app = create_app(MonitorService(MonitorSettings(database_url="sqlite+aiosqlite://")))
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_the_docs_page_loads_only_the_monitors_own_files(database_url: str) -> None:
+    settings = MonitorSettings(database_url=database_url)
+    parts = await open_monitor(settings)
+    app = create_app(MonitorService(settings, parts))
+    await parts.close()
     assert app.openapi()["openapi"].startswith("3.1")
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://monitor") as client:

@@ -8,6 +8,7 @@ import re
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from monitor.parts import MonitorParts
 from monitor.service import MonitorService
 from tests.harness.api import FakeDevice, RunningMonitor, wait_for
 from tests.harness.mosquitto import TestBroker
@@ -136,11 +137,22 @@ async def test_metrics_follow_the_fleet(monitor_api: RunningMonitor, broker: Tes
 
 
 async def test_each_monitor_has_its_own_registry(monitor_api: RunningMonitor) -> None:
-    other = MonitorService(monitor_api.service.settings)
-    try:
-        assert other.metrics.registry is not monitor_api.service.metrics.registry
-        # Both render; registering the same names twice in one process is no error.
-        assert b"clawbeat_devices" in other.metrics.render()
-        assert b"clawbeat_devices" in monitor_api.service.metrics.render()
-    finally:
-        await other.db.dispose()
+    running = monitor_api.service
+    # The running monitor's connections and state (a second open would meet SQLite's
+    # single-replica lock): only the registry is the other service's own.
+    parts = MonitorParts(
+        addresses=(running.address,),
+        db=running.db,
+        sessions=running.sessions,
+        engine=running.engine,
+        config=running.config,
+        forgotten=running.forgotten,
+        file_adapters=[],
+        stored_sources={},
+        replica_lock=None,
+    )
+    other = MonitorService(running.settings, parts)
+    assert other.metrics.registry is not monitor_api.service.metrics.registry
+    # Both render; registering the same names twice in one process is no error.
+    assert b"clawbeat_devices" in other.metrics.render()
+    assert b"clawbeat_devices" in monitor_api.service.metrics.render()

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.checks import positive_data_acceptance
 from schemathesis.core.result import Ok
 
+from monitor.parts import open_monitor
 from monitor.service import MonitorService
 from monitor.settings import MonitorSettings
 from monitor.store import migrate
@@ -129,9 +130,15 @@ def test_the_api_keeps_to_its_openapi_document(live: Live) -> None:
     assert not failures, "\n\n".join(failures)
 
 
-def test_clients_see_the_security_scheme_in_the_openapi_document() -> None:
-    service = MonitorService(MonitorSettings(database_url="sqlite+aiosqlite://"))
-    document = create_app(service).openapi()
+@pytest.mark.anyio
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_clients_see_the_security_scheme_in_the_openapi_document(database_url: str) -> None:
+    settings = MonitorSettings(database_url=database_url)
+    parts = await open_monitor(settings)
+    try:
+        document = create_app(MonitorService(settings, parts)).openapi()
+    finally:
+        await parts.close()
     assert document["components"]["securitySchemes"]["bearer"] == {
         "type": "http",
         "scheme": "bearer",

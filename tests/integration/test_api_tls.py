@@ -58,7 +58,7 @@ def test_a_certificate_without_its_key_is_refused(database_url: str) -> None:
 
 async def _start_fails(settings: MonitorSettings) -> ConfigError:
     async def start() -> None:
-        process = MonitorProcess(settings)  # a bad bind address fails here
+        process = await MonitorProcess.open(settings)  # a bad bind address fails here
         try:
             await process.run()  # a taken port or bad TLS material here
         finally:
@@ -129,7 +129,7 @@ def test_the_cli_names_the_problem(broker: TestBroker, database_url: str) -> Non
 
 
 async def test_an_empty_bind_runs_without_http(broker: TestBroker, database_url: str) -> None:
-    process = MonitorProcess(
+    process = await MonitorProcess.open(
         MonitorSettings(mqtt_url=broker.url(), database_url=database_url, http_bind="")
     )
     service = process.service

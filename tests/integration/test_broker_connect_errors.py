@@ -38,7 +38,7 @@ async def unconnected_monitor(database_url: str, mqtt_url: str) -> AsyncIterator
         mqtt_report_every=1,
         **FAST,
     )
-    process = MonitorProcess(settings)
+    process = await MonitorProcess.open(settings)
     service, http = process.service, process.http
     assert http is not None
     task = asyncio.create_task(process.run(), name="monitor")

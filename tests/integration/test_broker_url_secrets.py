@@ -6,6 +6,7 @@ import pytest
 
 from device_client.errors import InvalidBrokerUrl
 from device_client.urls import parse_broker_url
+from monitor.parts import open_monitor
 from monitor.service import MonitorService
 from monitor.settings import MonitorSettings
 from tests.integration.test_cli import clawbeat
@@ -55,11 +56,23 @@ def test_one_parser_hides_the_password_in_errors(url: str) -> None:
     assert SECRET not in repr(info.value)
 
 
-def test_the_monitors_broker_address_keeps_the_password_out_of_repr() -> None:
-    service = MonitorService(MonitorSettings(mqtt_url=f"mqtt://monitor:{SECRET}@host:1883"))
-    assert service.address.password == SECRET
-    assert SECRET not in repr(service.address)
-    assert SECRET not in repr(vars(service))
+@pytest.mark.anyio
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_the_monitors_broker_address_keeps_the_password_out_of_repr(
+    database_url: str,
+) -> None:
+    settings = MonitorSettings(
+        mqtt_url=f"mqtt://monitor:{SECRET}@host:1883", database_url=database_url
+    )
+    parts = await open_monitor(settings)
+    try:
+        service = MonitorService(settings, parts)
+        assert service.address.password == SECRET
+        assert SECRET not in repr(service.address)
+        assert SECRET not in repr(vars(service))
+        assert SECRET not in repr(parts)
+    finally:
+        await parts.close()
 
 
 @pytest.mark.parametrize(

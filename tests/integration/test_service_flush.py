@@ -7,6 +7,7 @@ import time
 import pytest
 
 from device_client.protocol import Heartbeat
+from monitor.parts import open_monitor
 from monitor.service import MonitorService
 from monitor.settings import MonitorSettings
 from monitor.store import repository
@@ -17,8 +18,8 @@ pytestmark = pytest.mark.anyio
 async def test_rows_are_built_once_per_write_and_carry_the_newest_state(
     database_url: str,
 ) -> None:
-    service = MonitorService(MonitorSettings(database_url=database_url))
-    service.engine = await service._load()
+    settings = MonitorSettings(database_url=database_url)
+    service = MonitorService(settings, await open_monitor(settings))
     now, wall = time.monotonic(), time.time()
 
     def beat(seq: int) -> None:
@@ -27,17 +28,17 @@ async def test_rows_are_built_once_per_write_and_carry_the_newest_state(
 
     try:
         beat(1)
-        service._drain_dirty(when_taken=True)  # a flush window
+        service.drain_dirty(when_taken=True)  # a flush window
         assert service.writer.pending_devices == 1
         # Two more windows before the write-behind wrote the first row (a slow database):
         # nothing is built for them, the device stays dirty in the engine.
         for seq in (2, 3):
             beat(seq)
-            service._drain_dirty(when_taken=True)
+            service.drain_dirty(when_taken=True)
         assert service.writer.stats.device_puts == 1
         await service.writer.flush()
         # The first window after the write builds one row, with the newest state.
-        service._drain_dirty(when_taken=True)
+        service.drain_dirty(when_taken=True)
         assert service.writer.stats.device_puts == 2
         await service.writer.flush()
         async with service.sessions() as session:
@@ -46,9 +47,9 @@ async def test_rows_are_built_once_per_write_and_carry_the_newest_state(
         assert (stored.last_seq, stored.fw) == (3, "fw-3")
         # Shutdown drains whatever is dirty, written or not.
         beat(4)
-        service._drain_dirty(when_taken=True)
+        service.drain_dirty(when_taken=True)
         beat(5)
-        service._drain_dirty()
+        service.drain_dirty()
         assert service.writer.stats.device_puts == 4
         assert await service.writer.close()
         async with service.sessions() as session:

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 
 from monitor.liveness.states import State
-from monitor.service import MonitorService
+from monitor.parts import open_monitor
 from monitor.settings import MonitorSettings
 from monitor.store import repository
 from monitor.store.database import create_engine_for, make_session_factory
@@ -44,8 +44,9 @@ async def test_load_restores_every_device_and_only_the_configuration_there_is(
     # More devices than one partition of the stream, so partitions are stitched.
     count = 12_345
     await _seed(database_url, count)
-    service = MonitorService(MonitorSettings(database_url=database_url))
-    engine = await service._load()
+    parts = await open_monitor(MonitorSettings(database_url=database_url))
+    await parts.close()
+    engine = parts.engine
     assert len(engine) == count
     counts = engine.counts()
     assert counts[State.MAINTENANCE] == 1
@@ -54,9 +55,9 @@ async def test_load_restores_every_device_and_only_the_configuration_there_is(
     assert snap is not None
     assert snap.override_interval == 5.0
     # Sparse: entries only for the two devices configured.
-    assert service.config.overrides == {"d001": 5.0}
-    assert service.config.maintenance == {"d002": True}
-    assert service.config.pushed == {"d001": 5.0}
+    assert parts.config.overrides == {"d001": 5.0}
+    assert parts.config.maintenance == {"d002": True}
+    assert parts.config.pushed == {"d001": 5.0}
 
 
 async def test_a_database_failing_during_the_load_is_a_store_error(database_url: str) -> None:
@@ -67,8 +68,5 @@ async def test_a_database_failing_during_the_load_is_a_store_error(database_url:
     async with engine.begin() as conn:
         await conn.execute(text("ALTER TABLE devices RENAME TO devices_elsewhere"))
     await engine.dispose()
-    service = MonitorService(MonitorSettings(database_url=database_url))
     with pytest.raises(StoreError):
-        await service._load()
-    assert service.engine is None
-    assert service.config.overrides == {}
+        await open_monitor(MonitorSettings(database_url=database_url))

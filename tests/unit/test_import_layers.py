@@ -55,6 +55,7 @@ LAYERS: Final[dict[str, int]] = {
     "monitor.alerts.shell": SERVICE,
     "monitor.alerts.cli": FACES,
     "monitor.service": SERVICE,
+    "monitor.parts": SERVICE,
     "monitor.metrics": SERVICE,
     "monitor.metrics_risk": SERVICE,
     "monitor.metrics_cluster": SERVICE,

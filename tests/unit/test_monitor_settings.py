@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from monitor.errors import ConfigError
-from monitor.service import MonitorService
+from monitor.parts import broker_addresses
 from monitor.settings import MonitorSettings
 from monitor.topic_payloads import status_payload, summary_payload
 
@@ -46,20 +46,20 @@ def test_invalid_settings_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_broker_urls() -> None:
-    plain = MonitorService(MonitorSettings(mqtt_url="mqtt://monitor:p%40ss@example.org")).address
+    [plain] = broker_addresses(MonitorSettings(mqtt_url="mqtt://monitor:p%40ss@example.org"))
     assert (plain.host, plain.port, plain.tls) == ("example.org", 1883, False)
     assert (plain.username, plain.password) == ("monitor", "p@ss")
     assert "p@ss" not in repr(plain)
-    tls = MonitorService(MonitorSettings(mqtt_url="mqtts://example.org")).address
+    [tls] = broker_addresses(MonitorSettings(mqtt_url="mqtts://example.org"))
     assert (tls.port, tls.tls, tls.username) == (8883, True, None)
-    overridden = MonitorService(
+    [overridden] = broker_addresses(
         MonitorSettings(mqtt_url="mqtt://monitor:old@h", mqtt_password="n3w-secret")
-    ).address
+    )
     assert overridden.password == "n3w-secret"
     assert "n3w-secret" not in repr(overridden)
     for bad in ("http://x", "mqtt://", "mqtt://h:notaport"):
         with pytest.raises(ConfigError, match="invalid broker URL"):
-            MonitorService(MonitorSettings(mqtt_url=bad))
+            broker_addresses(MonitorSettings(mqtt_url=bad))
 
 
 def test_status_and_summary_payloads() -> None:
