@@ -266,6 +266,12 @@ def _one_round(
     if mode == "kill":
         status_at = _wait(lambda: rig.clock.first(victim, "offline", stopped_at), 60, "status")
         result["acquired_to_status_s"] = round(status_at - acquired_at, 3)
+    # The rewrite of every taken device follows at the next flush windows.
+    time.sleep(2 * TIMING["lease_renew_every"] + 5)
+    result["stalls_after_s"] = _stalls(owner.log_path, acting_at)
+    if mode == "term":
+        exiting.join()
+        result["term_to_exit_s"] = round(exited[0] - stopped_at, 1)
     return result
 
 
