@@ -977,28 +977,42 @@ class MonitorService:
     # ------------------------------------------------------------ cluster
 
     async def _lease_loop(self, keeper: LeaseKeeper) -> None:
-        """Renew, rebalance and hand off (the keeper), then take over what it acquired."""
-        while True:
-            try:
-                await keeper.step()
-            except StoreError as exc:
-                # Leases lapse by valid_until on their own; the next step tries again.
-                log.warning("cluster: lease step failed (%s); held %d", exc, len(keeper.leases))
-            lost = self._caught_up - keeper.leases.keys()
-            if lost:
-                # Expired or taken while we could not renew: its new owner decides now.
-                self._caught_up -= lost
-                self._let_go(frozenset(lost))
-                log.warning("cluster: lost partitions %s", _spans(lost))
-            if self._subscription_change:
-                await self._subscribe_held()
-            taken = frozenset(keeper.leases.keys() - self._caught_up)
-            if taken:
+        """Renew, rebalance and hand off (the keeper) every ``renew_every``, and take over
+        what it acquired beside it: a takeover reading a large partition must not hold
+        up the next renewal, or the leases it has would lapse meanwhile."""
+        taking: asyncio.Task[None] | None = None
+        try:
+            while True:
+                started = time.monotonic()
                 try:
-                    await self._take_over(taken)
+                    await keeper.step()
                 except StoreError as exc:
-                    log.warning("cluster: taking over %s failed (%s); retrying", _spans(taken), exc)
-            await asyncio.sleep(keeper.timing.renew_every)
+                    # Leases lapse by valid_until on their own; the next step tries again.
+                    log.warning("cluster: lease step failed (%s); held %d", exc, len(keeper.leases))
+                lost = self._caught_up - keeper.leases.keys()
+                if lost:
+                    # Expired or taken while we could not renew: its new owner decides.
+                    self._caught_up -= lost
+                    self._let_go(frozenset(lost))
+                    log.warning("cluster: lost partitions %s", _spans(lost))
+                if self._subscription_change:
+                    await self._subscribe_held()
+                taken = frozenset(keeper.leases.keys() - self._caught_up)
+                if taken and (taking is None or taking.done()):
+                    taking = asyncio.create_task(self._take_over_or_retry(taken))
+                elapsed = time.monotonic() - started
+                await asyncio.sleep(max(0.0, keeper.timing.renew_every - elapsed))
+        finally:
+            if taking is not None:
+                taking.cancel()
+                await asyncio.gather(taking, return_exceptions=True)
+
+    async def _take_over_or_retry(self, partitions: frozenset[int]) -> None:
+        try:
+            await self._take_over(partitions)
+        except StoreError as exc:
+            # Still held and not taken over: the next lease step starts it again.
+            log.warning("cluster: taking over %s failed (%s); retrying", _spans(partitions), exc)
 
     def _devices_in(self, partitions: frozenset[int]) -> list[str]:
         engine = self.engine
@@ -1042,8 +1056,12 @@ class MonitorService:
             open_alerts,
             undecided_since=undecided_since,
         )
+        keeper = self.keeper
+        assert keeper is not None
+        # Released or lost while this was read: not ours to act for any more.
+        partitions = frozenset(p for p in partitions if p in keeper.leases)
         self._caught_up |= partitions
-        self._apply(transitions)
+        self._apply([tr for tr in transitions if self.partition(tr.device_id) in partitions])
         if self._routed:
             await self._subscribe_held()
         if 0 in partitions:

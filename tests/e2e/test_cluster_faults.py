@@ -194,10 +194,11 @@ def titled(device: str) -> Callable[[Hook], bool]:
 
 
 def describe(event: LeaseEvent) -> str:
-    taken = f" from {event.previous_owner} (ran until {event.previous_expires_at:%T.%f})"
+    until = event.previous_expires_at
+    taken = f" from {event.previous_owner}" + (f" (ran until {until:%T.%f})" if until else "")
     return (
         f"partition {event.partition} epoch {event.epoch} by {event.owner} at {event.at:%T.%f}"
-        + (taken if event.previous_owner else "")
+        + (taken if event.previous_owner else " (free)")
     )
 
 
