@@ -16,6 +16,7 @@ from typing import Any
 
 from monitor.cli_common import add_database_option, db_session, settings_from
 from monitor.cli_table import render_table, when
+from monitor.cluster.partitions import partition_spans
 from monitor.cluster.view import ClusterView, MemberView, PartitionView, read_cluster
 from monitor.store.database import display_url
 
@@ -48,18 +49,7 @@ def add_cluster_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
 
 def ranges(partitions: Iterable[int]) -> str:
     """``[0, 1, 2, 5, 7, 8]`` -> ``0-2,5,7-8``; ``-`` for none."""
-    out: list[str] = []
-    run: list[int] = []
-    for p in sorted(partitions):
-        if run and p == run[-1] + 1:
-            run.append(p)
-            continue
-        if run:
-            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-        run = [p]
-    if run:
-        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-    return ",".join(out) or "-"
+    return partition_spans(partitions) or "-"
 
 
 def _secs(value: float | None, *, suffix: str = "") -> str:

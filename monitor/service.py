@@ -39,7 +39,7 @@ from monitor.cluster import leases as lease_store
 from monitor.cluster import partition_topics
 from monitor.cluster.keeper import KeeperTiming, LeaseKeeper
 from monitor.cluster.leases import replica_identity
-from monitor.cluster.partitions import partition_of
+from monitor.cluster.partitions import partition_of, partition_spans
 from monitor.homeassistant.publisher import Discovery
 from monitor.ingest import Ingest
 from monitor.live_events import EventHub, transition_event
@@ -94,21 +94,6 @@ _V = TypeVar("_V")
 TICK_BATCH: Final = 1_000
 # The service's counter of transitions into each state.
 _COUNTED: Final = {state: f"transition_{state.value}" for state in State}
-
-
-def _spans(partitions: Iterable[int]) -> str:
-    """``0-3,7`` for logs: a 64-partition list is unreadable."""
-    ordered = sorted(partitions)
-    spans: list[str] = []
-    start = prev = None
-    for p in [*ordered, None]:
-        if p is not None and prev is not None and p == prev + 1:
-            prev = p
-            continue
-        if start is not None:
-            spans.append(str(start) if start == prev else f"{start}-{prev}")
-        start = prev = p
-    return ",".join(spans)
 
 
 # A retained message of a forgotten device, cleared on the broker (monitor.ops.forget).
@@ -994,7 +979,7 @@ class MonitorService:
                     # Expired or taken while we could not renew: its new owner decides.
                     self._caught_up -= lost
                     self._let_go(frozenset(lost))
-                    log.warning("cluster: lost partitions %s", _spans(lost))
+                    log.warning("cluster: lost partitions %s", partition_spans(lost))
                 if self._subscription_change:
                     await self._subscribe_held()
                 taken = frozenset(keeper.leases.keys() - self._caught_up)
@@ -1012,7 +997,9 @@ class MonitorService:
             await self._take_over(partitions)
         except StoreError as exc:
             # Still held and not taken over: the next lease step starts it again.
-            log.warning("cluster: taking over %s failed (%s); retrying", _spans(partitions), exc)
+            log.warning(
+                "cluster: taking over %s failed (%s); retrying", partition_spans(partitions), exc
+            )
 
     def _devices_in(self, partitions: frozenset[int]) -> list[str]:
         engine = self.engine
@@ -1068,7 +1055,7 @@ class MonitorService:
             self._publish_cluster_presence("online", since=time.time())
         log.info(
             "cluster: acting for partitions %s: %d devices, %d changed while not acted for",
-            _spans(partitions),
+            partition_spans(partitions),
             len(devices),
             len(changed),
         )
@@ -1099,7 +1086,7 @@ class MonitorService:
 
     async def _hand_off(self, partitions: frozenset[int]) -> None:
         """Before the keeper releases ``partitions``: stop acting, write what is queued."""
-        log.info("cluster: handing partitions %s over", _spans(partitions))
+        log.info("cluster: handing partitions %s over", partition_spans(partitions))
         self._caught_up -= partitions
         self.drain_dirty()
         await self.writer.flush()
@@ -1145,7 +1132,7 @@ class MonitorService:
             self.topics.config_filter,
         )
         await link.set_subscriptions((*self._subscriptions, *sources.filters))
-        log.debug("cluster: subscribed to partitions %s", _spans(held) or "none")
+        log.debug("cluster: subscribed to partitions %s", partition_spans(held) or "none")
 
     # ------------------------------------------------------------ run
 

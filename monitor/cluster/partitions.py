@@ -26,6 +26,7 @@ Pure: no I/O, no clock.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final
 
 DEFAULT_PARTITIONS: Final = 64
@@ -81,3 +82,33 @@ def nats_mapping(*, topic_root: str, partitions: int, kind: str) -> tuple[str, s
         f"{root}.partitions.{{{{partition({partitions},1)}}}}.devices.{{{{wildcard(1)}}}}.{kind}"
     )
     return source, destination
+
+
+def partition_spans(partitions: Iterable[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` -> ``0-2,5,7-8`` (empty for none): a list of 64 is unreadable."""
+    out: list[str] = []
+    run: list[int] = []
+    for p in sorted(partitions):
+        if run and p == run[-1] + 1:
+            run.append(p)
+            continue
+        if run:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [p]
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(out)
+
+
+def ids_in(partitions: Iterable[int], count: int, prefix: str, *, of: int) -> list[str]:
+    """``count`` device ids ``{prefix}-{n}`` that fall in ``partitions`` (of ``of``): for
+    tests and benchmarks that need devices of one replica's share."""
+    wanted = set(partitions)
+    found: list[str] = []
+    n = 0
+    while len(found) < count:
+        candidate = f"{prefix}-{n}"
+        if partition_of(candidate, of) in wanted:
+            found.append(candidate)
+        n += 1
+    return found

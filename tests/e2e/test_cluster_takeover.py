@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from monitor.cluster import leases
-from monitor.cluster.partitions import partition_of
+from monitor.cluster.partitions import ids_in
 from tests.harness.monitor import (
     MonitorProcess,
     Spawned,
@@ -48,17 +48,6 @@ def owners(database_url: str) -> dict[int, str | None]:
     """Each partition's lease owner's replica name (the owner minus its run suffix)."""
     held = _query(database_url, leases.lease_owners)
     return {p: None if o is None else o.split(":")[0] for p, o in held.items()}
-
-
-def ids_in(partitions: set[int], count: int, prefix: str) -> list[str]:
-    found: list[str] = []
-    n = 0
-    while len(found) < count:
-        candidate = f"{prefix}-{n}"
-        if partition_of(candidate, PARTITIONS) in partitions:
-            found.append(candidate)
-        n += 1
-    return found
 
 
 @pytest.fixture
@@ -107,7 +96,7 @@ def test_a_killed_replicas_partitions_are_taken_over_and_its_dead_device_reporte
     held = owners(database_url)
     of_a = {p for p, o in held.items() if o == "a"}
     of_b = set(range(PARTITIONS)) - of_a
-    fleet = ids_in(of_a, 3, "cl-a") + ids_in(of_b, 3, "cl-b")
+    fleet = ids_in(of_a, 3, "cl-a", of=PARTITIONS) + ids_in(of_b, 3, "cl-b", of=PARTITIONS)
     for device_id in fleet:
         broker.add_device(device_id)
     procs = {device_id: spawned.device(device_id) for device_id in fleet}

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from monitor.cluster.keeper import KeeperTiming, LeaseKeeper
 from monitor.cluster.leases import replica_identity
-from monitor.cluster.partitions import partition_of
+from monitor.cluster.partitions import ids_in
 from monitor.store import migrate, repository
 from monitor.store.rows import DeviceRow
 from tests.harness.api import FakeDevice, RunningMonitor, running_monitor, wait_for
@@ -62,17 +62,6 @@ async def keepers(*made: LeaseKeeper) -> AsyncIterator[None]:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def ids_in(partitions: set[int], count: int, prefix: str) -> list[str]:
-    found: list[str] = []
-    n = 0
-    while len(found) < count:
-        candidate = f"{prefix}-{n}"
-        if partition_of(candidate, PARTITIONS) in partitions:
-            found.append(candidate)
-        n += 1
-    return found
 
 
 async def test_cluster_view_and_the_whole_fleet_from_a_replica_owning_part_of_it(
@@ -132,8 +121,8 @@ async def check_cluster(
 
             # A device of the other replica's partitions beats to this monitor too (one
             # Mosquitto: every replica hears everything); its owner judges it offline.
-            heard, *silent = ids_in(other, 3, "far")
-            (near,) = ids_in(own, 1, "near")
+            heard, *silent = ids_in(other, 3, "far", of=PARTITIONS)
+            (near,) = ids_in(own, 1, "near", of=PARTITIONS)
             device, local = FakeDevice(broker, heard), FakeDevice(broker, near)
             try:
                 await device.beat(interval=60)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from monitor.cluster import partitions
 from monitor.cluster.partitions import (
     DEFAULT_PARTITIONS,
     check_partitions,
@@ -74,3 +75,8 @@ def test_nats_mapping_names_the_id_wildcard() -> None:
     )
     with pytest.raises(ValueError, match="cannot be mapped"):
         nats_mapping(topic_root="site.a/v1", partitions=64, kind="heartbeat")
+
+
+def test_partition_spans_read_as_ranges() -> None:
+    assert partitions.partition_spans([8, 0, 1, 2, 5, 7]) == "0-2,5,7-8"
+    assert partitions.partition_spans([]) == ""
